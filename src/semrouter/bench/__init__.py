@@ -1,0 +1,1 @@
+"""Benchmarks: proxy overhead, classification speed and accuracy, routing replay, reasoning."""

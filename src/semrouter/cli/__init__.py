@@ -1,0 +1,1 @@
+"""The `semrouter` command line."""

@@ -1,0 +1,1 @@
+"""Decisions: rule trees over signals, priorities, and learned model selection."""

@@ -1,0 +1,72 @@
+"""Choosing a decision: the highest-priority decision whose rules match, else the default route.
+
+The outcome names the model (by its config name), whether and how hard it reasons, the optional
+system prompt and max_tokens cap. With several models and a learned selector, the selector picks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from semrouter.config.schema import Decision, ReasoningEffort, RouterConfig, SystemPrompt
+from semrouter.decide.rules import matches, used_signals
+from semrouter.decide.selector import LearnedSelector, load_selector
+from semrouter.signals.engine import SignalReport
+
+DEFAULT_DECISION = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    decision: str
+    model: str
+    use_reasoning: bool
+    reasoning_effort: ReasoningEffort | None
+    system_prompt: SystemPrompt | None = None
+    max_tokens: int | None = None
+    matched_signals: tuple[str, ...] = ()
+    model_probabilities: dict[str, float] | None = None
+
+
+class DecisionEngine:
+    def __init__(self, config: RouterConfig) -> None:
+        self.config = config
+        order = sorted(enumerate(config.decisions), key=lambda item: (-item[1].priority, item[0]))
+        self.decisions: list[Decision] = [d for _, d in order]
+        self.selectors: dict[str, LearnedSelector] = {
+            d.name: load_selector(d.selector.artifact, d.models)
+            for d in self.decisions
+            if d.selector is not None
+        }
+        default = config.default
+        self.default_outcome = Outcome(
+            decision=DEFAULT_DECISION,
+            model=default.model,
+            use_reasoning=default.use_reasoning,
+            reasoning_effort=default.reasoning_effort,
+        )
+
+    def decide(self, signals: SignalReport, prompt_chars: int) -> Outcome:
+        for decision in self.decisions:
+            if decision.rules is None or matches(decision.rules, signals.fired):
+                return self._outcome(decision, signals, prompt_chars)
+        return self.default_outcome
+
+    def _outcome(self, decision: Decision, signals: SignalReport, prompt_chars: int) -> Outcome:
+        model = decision.models[0]
+        probabilities = None
+        selector = self.selectors.get(decision.name)
+        if selector is not None and decision.selector is not None and signals.features is not None:
+            choice = selector.choose(signals.features, prompt_chars, decision.selector.cost_weight)
+            model, probabilities = choice.model, choice.probabilities
+        used = used_signals(decision.rules, signals.fired) if decision.rules else []
+        return Outcome(
+            decision=decision.name,
+            model=model,
+            use_reasoning=decision.use_reasoning,
+            reasoning_effort=decision.reasoning_effort,
+            system_prompt=decision.system_prompt,
+            max_tokens=decision.max_tokens,
+            matched_signals=tuple(dict.fromkeys(used)),
+            model_probabilities=probabilities,
+        )

@@ -1,0 +1,52 @@
+"""The embedding-engine interface every backend (local ONNX, remote HTTP) implements.
+
+One call encodes a batch of texts once and returns both what similarity needs (a unit-norm
+sentence embedding) and what learned heads need (a richer feature vector from the same pass).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """The result of one encoder pass over a batch.
+
+    embeddings: (n, dim) float32, L2-normalised sentence embeddings (cosine = dot product).
+    features:   (n, feature_dim) float32, inputs for the learned heads (may equal embeddings).
+    token_counts: (n,) int, tokens each text had before windowing.
+    """
+
+    embeddings: np.ndarray
+    features: np.ndarray
+    token_counts: np.ndarray
+
+
+class Embedder(ABC):
+    """Encodes texts. Implementations must be safe to call from many coroutines at once."""
+
+    dim: int
+    feature_dim: int
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Acquire resources (sessions, worker threads). Called once before use."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+    @abstractmethod
+    async def encode(self, texts: Sequence[str]) -> Encoded:
+        """Encode texts without blocking the event loop."""
+
+    @abstractmethod
+    def encode_sync(self, texts: Sequence[str]) -> Encoded:
+        """Encode texts in the calling thread (offline tools, training, batch routing)."""
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens in text under this engine's tokenizer (used by context-length signals)."""

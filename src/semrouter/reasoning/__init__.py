@@ -1,0 +1,1 @@
+"""Reasoning control: how each model family is told whether, and how hard, to think."""

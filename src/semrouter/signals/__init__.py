@@ -1,0 +1,1 @@
+"""Signals derived from a request: learned heads, similarity, keywords, context length."""

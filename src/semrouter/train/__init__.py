@@ -1,0 +1,1 @@
+"""Offline training of semrouter's learned parts (domain and reasoning heads, model selector)."""

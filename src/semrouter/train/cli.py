@@ -1,0 +1,65 @@
+"""`semrouter train domain|reasoning|selector`: rebuild the shipped heads from the data."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from semrouter.signals.heads import SHIPPED
+from semrouter.train.data import DEFAULT_MMLU_DIR
+
+
+def add_train_parser(
+    commands: argparse._SubParsersAction, func: Callable[[argparse.Namespace], int]
+) -> None:
+    train = commands.add_parser("train", help="train a learned head from the shared data")
+    train.add_argument("what", choices=["domain", "reasoning", "selector"])
+    train.add_argument("--data-dir", type=Path, default=DEFAULT_MMLU_DIR, help="MMLU-Pro data folder")
+    train.add_argument("--out-dir", type=Path, default=None, help="where artifacts go (default: shipped)")
+    train.add_argument("--pool", default="reference_pool", help="selector: pool name in models.json")
+    train.add_argument("--hidden", type=int, default=None, help="hidden units (0: linear head)")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=func)
+
+
+def run(args: argparse.Namespace) -> int:
+    from semrouter.embed import create_embedder
+    from semrouter.embed.settings import EmbeddingSettings
+
+    out_dir = args.out_dir or Path(str(SHIPPED))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.what == "selector":
+        from semrouter.train.selector import train_selector
+
+        report = train_selector(
+            args.pool,
+            args.data_dir / "questions.jsonl",
+            args.data_dir / "outcomes.csv.gz",
+            args.data_dir / "models.json",
+            out_dir,
+            seed=args.seed,
+        )
+        print(report)
+        return 0
+
+    from semrouter.train.heads import HeadSpec
+
+    embedder = create_embedder(EmbeddingSettings())
+    defaults = {"domain": 512, "reasoning": 128}
+    spec = HeadSpec(hidden=defaults[args.what] if args.hidden is None else args.hidden, seed=args.seed)
+    if args.what == "domain":
+        from semrouter.train.domain import train_domain
+
+        head, report = train_domain(embedder, args.data_dir / "questions.jsonl", spec)
+    else:
+        from semrouter.train.reasoning import train_reasoning
+
+        head, report = train_reasoning(embedder, spec)
+    path = out_dir / f"{args.what}_head.npz"
+    head.save(path)
+    for line in report.lines():
+        print(line)
+    print(f"calibration temperature: {head.temperature:.3f}")
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,82 @@
+"""The transport-free pipeline: decisions, rewriting, offline batch routing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from semrouter.config import parse_config
+from semrouter.pipeline.errors import RouterError
+from semrouter.pipeline.request import chat_request_from_body
+from semrouter.pipeline.router import Router
+from tests.conftest import minimal_config
+
+
+def router(**decision: Any) -> Router:
+    data = minimal_config()
+    data["decisions"][0].update(decision)
+    return Router(parse_config(data, env={}))
+
+
+def request(text: str, model: str = "auto", system: str | None = None, **extra: Any) -> Any:
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": text})
+    return chat_request_from_body({"model": model, "messages": messages, **extra})
+
+
+async def test_system_prompt_insert_merges_with_client_system() -> None:
+    r = router(system_prompt={"text": "Think.", "mode": "insert"})
+    req = request("prove it", system="Be brief.")
+    body = r.rewrite(req, await r.route(req))
+    assert body["messages"][0] == {"role": "system", "content": "Think.\n\nBe brief."}
+    assert len(body["messages"]) == 2
+    assert req.body["messages"][0]["content"] == "Be brief."  # client body untouched
+
+
+async def test_system_prompt_replace_and_insert_without_client_system() -> None:
+    r = router(system_prompt={"text": "Think.", "mode": "replace"})
+    req = request("prove it", system="Be brief.")
+    body = r.rewrite(req, await r.route(req))
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    assert body["messages"][0]["content"] == "Think."
+    r = router(system_prompt={"text": "Think."})
+    req = request("prove it")
+    assert r.rewrite(req, await r.route(req))["messages"][0] == {"role": "system", "content": "Think."}
+
+
+@pytest.mark.parametrize(("client", "expected"), [(None, 100), (50, 50), (500, 100)])
+async def test_max_tokens_cap(client: int | None, expected: int) -> None:
+    r = router(max_tokens=100)
+    extra = {} if client is None else {"max_tokens": client}
+    req = request("prove it", **extra)
+    assert r.rewrite(req, await r.route(req))["max_tokens"] == expected
+
+
+async def test_unknown_direct_model_is_404_and_provider_id_is_accepted() -> None:
+    r = router()
+    with pytest.raises(RouterError) as info:
+        await r.route(request("x", model="nope"))
+    assert info.value.status == 404
+    route = await r.route(request("x", model="qwen3-id"))
+    assert route.model.name == "reasoner"
+    assert route.outcome is None
+
+
+async def test_priorities_pick_the_highest_matching_decision() -> None:
+    data = minimal_config()
+    data["decisions"].append(
+        {"name": "urgent", "priority": 10, "rules": {"conditions": [{"name": "math_words"}]}, "model": "fast"}
+    )
+    r = Router(parse_config(data, env={}))
+    assert (await r.route(request("integral"))).outcome.decision == "urgent"
+
+
+def test_offline_batch_routing_matches_online() -> None:
+    r = router()
+    routes = r.route_many_sync([request("prove it"), request("hello")])
+    assert [x.model.name for x in routes] == ["reasoner", "fast"]
+    summary = routes[0].summary()
+    assert summary["decision"] == "math"
+    assert summary["reasoning"] is True
+    assert summary["matched_signals"] == ["math_words"]
