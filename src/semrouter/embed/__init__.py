@@ -1,0 +1,45 @@
+"""The embedding engine: turns prompts into sentence embeddings and classifier features.
+
+Backends implement ``semrouter.embed.base.Embedder``:
+
+* ``local.LocalEmbedder``: all-MiniLM-L6-v2 exported to ONNX without torch
+  (``onnx_export.ensure_model``), run by onnxruntime behind a micro-batcher (``batcher``);
+* ``remote.RemoteEmbedder``: an OpenAI-compatible ``/embeddings`` endpoint.
+
+``create_embedder`` builds the one that ``EmbeddingSettings`` (the YAML's ``embedding:``) picks.
+"""
+
+from __future__ import annotations
+
+from semrouter.embed.base import Embedder, EmbeddingError, Encoded
+from semrouter.embed.settings import EmbeddingSettings
+
+__all__ = ["Embedder", "EmbeddingError", "EmbeddingSettings", "Encoded", "create_embedder"]
+
+
+def create_embedder(settings: EmbeddingSettings | None = None) -> Embedder:
+    """The backend ``settings`` selects (default: local ONNX), ready for ``start()``."""
+    settings = settings or EmbeddingSettings()
+    if settings.backend == "remote":
+        from semrouter.embed.remote import RemoteEmbedder
+
+        assert settings.url is not None and settings.model is not None  # checked by settings
+        return RemoteEmbedder(
+            settings.url,
+            settings.model,
+            api_key_env=settings.api_key_env,
+            timeout_s=settings.timeout_s,
+            dim=settings.dim,
+            batch_size=settings.batch_size,
+            tokenizer=settings.tokenizer,
+        )
+    from semrouter.embed.local import LocalEmbedder
+
+    return LocalEmbedder(
+        max_tokens=settings.max_tokens,
+        threads=settings.threads,
+        batch_size=settings.batch_size,
+        batch_wait_ms=settings.batch_wait_ms,
+        quantize=settings.quantize,
+        cache_dir=settings.cache_dir,
+    )

