@@ -1,0 +1,427 @@
+"""An Envoy v3 bootstrap for semrouter's ext_proc server, generated from the router config.
+
+    client → listener (HTTP connection manager)
+               ext_proc filter  → cluster `extproc` (HTTP/2, semrouter extproc)
+               router filter    → cluster `model_<name>` chosen by the x-semrouter-model header
+
+Routes, in order: /health and /v1/models answered by Envoy itself; one route per model matching
+its chat-completions path and `x-semrouter-model: <name>` (the ext_proc server sets both and clears
+the route cache); a fallback for /v1/chat/completions without the header (the default model: what
+a request reaches when the processor is down and failure_mode_allow lets it through); 404 for the
+rest. Errors Envoy produces itself (backend unreachable or too slow, processor unavailable,
+a body beyond its buffer) are rewritten into OpenAI's error shape by `local_reply_config`; the
+processor's own refusals already carry that shape and pass unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import yaml
+
+from semrouter.config.schema import ModelConfig, RouterConfig
+from semrouter.extproc.backends import BackendLayout, EndpointAddress
+
+EXTPROC_CLUSTER = "extproc"
+MODEL_HEADER = "x-semrouter-model"
+CHAT_PATH = "/v1/chat/completions"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+EXTPROC_FILTER = "envoy.filters.http.ext_proc"
+EXTPROC_ERROR_STATUS = 503  # Envoy's answer when the processor fails (a timeout is 504)
+MIN_STREAM_IDLE_S = 300.0
+MAX_CONNECTIONS = 50_000
+REWRITE_ALLOWANCE = 64 * 1024
+
+_TYPE = "type.googleapis.com/envoy."
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_JSON = [
+    {
+        "header": {"key": "content-type", "value": "application/json"},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }
+]
+_UPSTREAM_FAILURE_FLAGS = ["UF", "URX", "UO", "UH", "UR", "UC"]
+_UPSTREAM_TIMEOUT_FLAGS = ["UT"]
+
+
+@dataclass(frozen=True, slots=True)
+class EnvoyOptions:
+    listen_port: int
+    extproc_port: int
+    admin_port: int
+    listen_address: str = "0.0.0.0"
+    admin_address: str = "127.0.0.1"
+    extproc_host: str = "127.0.0.1"
+    failure_mode_allow: bool = False
+    extproc_timeout_ms: int = 2000
+
+
+def cluster_name(model: ModelConfig) -> str:
+    return f"model_{model.name}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}s"
+
+
+def _address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _error(message: str, type_: str, code: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "code": code}}
+
+
+def _no_extproc() -> dict[str, Any]:
+    return {
+        EXTPROC_FILTER: {
+            "@type": _TYPE + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+            "disabled": True,
+        }
+    }
+
+
+def models_listing(config: RouterConfig, created: int) -> dict[str, Any]:
+    """What GET /v1/models answers: the auto names, then the configured models."""
+    names = [*config.router.auto_model_names, *(m.name for m in config.models)]
+    return {
+        "object": "list",
+        "data": [
+            {"id": n, "object": "model", "created": created, "owned_by": "semrouter"} for n in names
+        ],
+    }
+
+
+def _direct(name: str, path: str | None, status: int, body: object) -> dict[str, Any]:
+    return {
+        "name": name,
+        "match": {"path": path} if path else {"prefix": "/"},
+        "direct_response": {
+            "status": status,
+            "body": {"inline_string": orjson.dumps(body).decode()},
+        },
+        "response_headers_to_add": _JSON,
+        "typed_per_filter_config": _no_extproc(),
+    }
+
+
+def _forward(model: ModelConfig) -> dict[str, Any]:
+    """To the model's cluster: no overall deadline (streams run long), but `timeout_s` of silence
+    per attempt ends it, and a refused connection is retried on another endpoint."""
+    return {
+        "cluster": cluster_name(model),
+        "timeout": "0s",
+        "auto_host_rewrite": True,
+        "retry_policy": {
+            "retry_on": "connect-failure,refused-stream,reset-before-request",
+            "num_retries": model.retries,
+            "per_try_idle_timeout": _seconds(model.timeout_s),
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {
+                        "@type": _TYPE
+                        + "extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                    },
+                }
+            ],
+            "host_selection_retry_max_attempts": 3,
+        },
+    }
+
+
+def _routes(config: RouterConfig, layouts: dict[str, BackendLayout]) -> list[dict[str, Any]]:
+    routes = [
+        _direct("health", "/health", 200, {"status": "ok"}),
+        _direct("models", "/v1/models", 200, models_listing(config, int(time.time()))),
+    ]
+    for model in config.models:
+        layout = layouts[model.name]
+        routes.append(
+            {
+                "name": f"model_{model.name}",
+                "match": {
+                    "path": layout.chat_path,
+                    "headers": [{"name": MODEL_HEADER, "string_match": {"exact": model.name}}],
+                },
+                "route": _forward(model),
+            }
+        )
+    default = next(m for m in config.models if m.name == config.default.model)
+    fallback = _forward(default)
+    if layouts[default.name].chat_path != CHAT_PATH:
+        fallback["prefix_rewrite"] = layouts[default.name].chat_path
+    routes.append({"name": "fallback", "match": {"path": CHAT_PATH}, "route": fallback})
+    routes.append(
+        _direct("not_found", None, 404, _error("Not Found", "invalid_request_error", "not_found"))
+    )
+    return routes
+
+
+def _local_replies(options: EnvoyOptions, max_body_bytes: int) -> dict[str, Any]:
+    """OpenAI-shaped bodies for the replies Envoy makes up itself (first matching mapper wins)."""
+    backend = "Backend for model '%REQ(X-SEMROUTER-MODEL)%'"
+
+    def mapper(filter_: dict[str, Any], status: int, error: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "filter": filter_,
+            "status_code": status,
+            "body_format_override": {"json_format": error, "content_type": "application/json"},
+        }
+
+    def status_is(code: int) -> dict[str, Any]:
+        return {
+            "status_code_filter": {
+                "comparison": {
+                    "op": "EQ",
+                    "value": {
+                        "default_value": code,
+                        "runtime_key": f"semrouter.local_reply.{code}",
+                    },
+                }
+            }
+        }
+
+    return {
+        "mappers": [
+            mapper(
+                {"response_flag_filter": {"flags": _UPSTREAM_TIMEOUT_FLAGS}},
+                504,
+                _error(f"{backend} did not answer in time", "api_error", "backend_timeout"),
+            ),
+            mapper(
+                {"response_flag_filter": {"flags": _UPSTREAM_FAILURE_FLAGS}},
+                502,
+                _error(
+                    f"{backend} is unavailable: %LOCAL_REPLY_BODY%",
+                    "api_error",
+                    "backend_unavailable",
+                ),
+            ),
+            mapper(
+                status_is(EXTPROC_ERROR_STATUS),
+                EXTPROC_ERROR_STATUS,
+                _error("The routing service is unavailable", "api_error", "router_unavailable"),
+            ),
+            mapper(
+                status_is(504),
+                504,
+                _error(
+                    f"The routing service did not answer within {options.extproc_timeout_ms} ms",
+                    "api_error",
+                    "router_timeout",
+                ),
+            ),
+            # A body sent without Content-Length that outgrew the buffer; a declared length over
+            # the limit is refused by the processor itself, with its own message.
+            mapper(
+                {
+                    "and_filter": {
+                        "filters": [
+                            status_is(413),
+                            {
+                                "header_filter": {
+                                    "header": {
+                                        "name": "content-length",
+                                        "present_match": True,
+                                        "invert_match": True,
+                                    }
+                                }
+                            },
+                        ]
+                    }
+                },
+                413,
+                _error(
+                    f"Request body exceeds the limit of {max_body_bytes} bytes",
+                    "invalid_request_error",
+                    "request_too_large",
+                ),
+            ),
+        ]
+    }
+
+
+def _extproc_filter(options: EnvoyOptions) -> dict[str, Any]:
+    return {
+        "name": EXTPROC_FILTER,
+        "typed_config": {
+            "@type": _TYPE + "extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {"envoy_grpc": {"cluster_name": EXTPROC_CLUSTER}},
+            "failure_mode_allow": options.failure_mode_allow,
+            "message_timeout": _seconds(options.extproc_timeout_ms / 1000),
+            "status_on_error": {"code": EXTPROC_ERROR_STATUS},
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "request_body_mode": "BUFFERED",
+                "request_trailer_mode": "SKIP",
+                "response_header_mode": "SEND",
+                "response_body_mode": "NONE",
+                "response_trailer_mode": "SKIP",
+            },
+            "allow_mode_override": True,
+        },
+    }
+
+
+def _cluster(
+    name: str,
+    endpoints: Sequence[EndpointAddress],
+    tls: bool,
+    connect_timeout_s: float,
+    http2: bool,
+) -> dict[str, Any]:
+    heaviest = max(e.weight for e in endpoints)
+    http_options: dict[str, Any] = {
+        "@type": _TYPE + "extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": {
+            "http2_protocol_options" if http2 else "http_protocol_options": {}
+        },
+    }
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": _seconds(connect_timeout_s),
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {"address": _address(e.host, e.port), "hostname": e.host},
+                            "load_balancing_weight": max(1, round(e.weight / heaviest * 100)),
+                        }
+                        for e in endpoints
+                    ]
+                }
+            ],
+        },
+        "typed_extension_protocol_options": {_HTTP_OPTIONS: http_options},
+    }
+    if tls:
+        http_options["upstream_http_protocol_options"] = {
+            "auto_sni": True,
+            "auto_san_validation": True,
+        }
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": _TYPE + "extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": {
+                    "validation_context": {"trusted_ca": {"filename": CA_BUNDLE}}
+                },
+            },
+        }
+    return cluster
+
+
+def buffer_limit(config: RouterConfig) -> int:
+    """Envoy holds the whole body for the processor, then the rewritten one, which can be larger
+    (a decision's system prompt, JSON-escaped): the router's limit plus room for that. Larger
+    bodies get Envoy's own 413, smaller ones over the limit the processor's."""
+    prompts = [len(d.system_prompt.text.encode()) for d in config.decisions if d.system_prompt]
+    return config.router.max_body_bytes + REWRITE_ALLOWANCE + 2 * max(prompts, default=0)
+
+
+def bootstrap(config: RouterConfig, options: EnvoyOptions) -> dict[str, Any]:
+    """The bootstrap as data. Raises BackendLayoutError for endpoints one cluster cannot hold."""
+    layouts = {m.name: BackendLayout.of(m) for m in config.models}
+    max_body = config.router.max_body_bytes
+    manager = {
+        "@type": _TYPE
+        + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "semrouter",
+        "codec_type": "AUTO",
+        "normalize_path": True,
+        "merge_slashes": True,
+        "stream_idle_timeout": _seconds(
+            max(MIN_STREAM_IDLE_S, *(m.timeout_s + 30 for m in config.models))
+        ),
+        "access_log": [
+            {
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": {
+                    "@type": _TYPE + "extensions.access_loggers.stream.v3.StdoutAccessLog"
+                },
+            }
+        ],
+        "local_reply_config": _local_replies(options, max_body),
+        "route_config": {
+            "name": "semrouter",
+            "virtual_hosts": [
+                {"name": "semrouter", "domains": ["*"], "routes": _routes(config, layouts)}
+            ],
+        },
+        "http_filters": [
+            _extproc_filter(options),
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": _TYPE + "extensions.filters.http.router.v3.Router"},
+            },
+        ],
+    }
+    return {
+        "admin": {"address": _address(options.admin_address, options.admin_port)},
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": _TYPE + "extensions.resource_monitors.downstream_connections.v3."
+                        "DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": MAX_CONNECTIONS,
+                    },
+                }
+            ]
+        },
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "semrouter",
+                    "address": _address(options.listen_address, options.listen_port),
+                    "per_connection_buffer_limit_bytes": buffer_limit(config),
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": manager,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                _cluster(
+                    EXTPROC_CLUSTER,
+                    [EndpointAddress(options.extproc_host, options.extproc_port, 1.0)],
+                    tls=False,
+                    connect_timeout_s=1.0,
+                    http2=True,
+                ),
+                *(
+                    _cluster(
+                        cluster_name(m),
+                        layouts[m.name].endpoints,
+                        layouts[m.name].tls,
+                        m.connect_timeout_s,
+                        http2=False,
+                    )
+                    for m in config.models
+                ),
+            ],
+        },
+    }
+
+
+def render(config: RouterConfig, options: EnvoyOptions, source: str = "") -> str:
+    origin = f" from {source}" if source else ""
+    header = f"# Envoy bootstrap generated by `semrouter envoy-config`{origin}.\n"
+    return header + yaml.safe_dump(bootstrap(config, options), sort_keys=False)

@@ -1,0 +1,279 @@
+"""The Envoy external processor: semrouter's pipeline inside an Envoy gateway, over gRPC.
+
+Envoy's ext_proc filter opens one `envoy.service.ext_proc.v3.ExternalProcessor/Process` stream per
+HTTP request and sends it the request and response piece by piece. For a chat-completions request:
+
+  request headers   remembered; what the HTTP proxy refuses before reading a body is refused here
+                    too (wrong method, Content-Length over router.max_body_bytes, no body).
+  request body      (the filter runs with request_body_mode BUFFERED) parse → Router.route →
+                    Router.rewrite, exactly as `semrouter serve` does. The answer replaces the body,
+                    fixes content-length, sets the x-semrouter-* decision headers, the backend's
+                    :path and (with `api_key_env`) authorization, and clears the route cache so
+                    Envoy's route table picks the backend cluster from x-semrouter-model.
+  response headers  the decision headers again, for the client. An event stream is switched to
+                    streamed body processing when the filter would otherwise buffer the body.
+
+A RouterError becomes an immediate_response with the HTTP proxy's status and OpenAI error body.
+Other paths pass through untouched. The server also answers grpc.health.v1 Check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import grpc
+import orjson
+from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+from envoy.service.ext_proc.v3.external_processor_pb2 import (
+    BodyMutation,
+    BodyResponse,
+    CommonResponse,
+    HeaderMutation,
+    HeadersResponse,
+    HttpBody,
+    HttpHeaders,
+    ImmediateResponse,
+    ProcessingRequest,
+    ProcessingResponse,
+    TrailersResponse,
+)
+from envoy.type.v3.http_status_pb2 import HttpStatus
+
+from semrouter.config.schema import RouterConfig
+from semrouter.extproc.backends import CHAT_SUFFIX, BackendLayout
+from semrouter.extproc.envoy_config import buffer_limit
+from semrouter.extproc.health import NOT_SERVING, SERVING, Health
+from semrouter.pipeline.errors import RouterError, bad_request, body_too_large
+from semrouter.pipeline.request import parse_chat_request
+from semrouter.pipeline.router import Route, Router
+
+log = logging.getLogger("semrouter.extproc")
+
+SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
+HEADERS_ALLOWANCE = 1024 * 1024
+SHUTDOWN_GRACE_S = 5.0
+
+# Not chat completions: no body to Envoy's processor, no response headers either.
+PASS_THROUGH = ProcessingMode(
+    request_body_mode=ProcessingMode.NONE, response_header_mode=ProcessingMode.SKIP
+)
+# An event stream must flow chunk by chunk even where the filter is set to buffer response bodies.
+STREAM_RESPONSE = ProcessingMode(response_body_mode=ProcessingMode.STREAMED)
+_BUFFERING = frozenset({ProcessingMode.BUFFERED, ProcessingMode.BUFFERED_PARTIAL})
+_EMPTY_ANSWER = {
+    "request_headers": HeadersResponse,
+    "response_headers": HeadersResponse,
+    "request_body": BodyResponse,
+    "response_body": BodyResponse,
+    "request_trailers": TrailersResponse,
+    "response_trailers": TrailersResponse,
+}
+
+
+def method_not_allowed() -> RouterError:
+    return RouterError(405, "Method Not Allowed", "invalid_request_error", "method_not_allowed")
+
+
+def body_over_buffer(limit: int) -> RouterError:
+    """Envoy handed over part of a body: it outgrew the filter's buffer before it ended."""
+    return RouterError(
+        413,
+        f"Request body exceeds the limit of {limit} bytes",
+        "invalid_request_error",
+        "request_too_large",
+    )
+
+
+def internal_error() -> RouterError:
+    return RouterError(500, "Internal router error", "api_error", "internal_error")
+
+
+def header_dict(headers: HttpHeaders) -> dict[str, str]:
+    """Envoy sends values in raw_value (bytes) by default, in value on older versions."""
+    return {
+        h.key.lower(): h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+        for h in headers.headers.headers
+    }
+
+
+def set_headers(values: Mapping[str, str]) -> HeaderMutation:
+    return HeaderMutation(
+        set_headers=[
+            HeaderValueOption(
+                header=HeaderValue(key=key, raw_value=value.encode()),
+                append_action=HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+            )
+            for key, value in values.items()
+        ]
+    )
+
+
+def immediate(error: RouterError) -> ProcessingResponse:
+    return ProcessingResponse(
+        immediate_response=ImmediateResponse(
+            status=HttpStatus(code=error.status),
+            headers=set_headers({"content-type": "application/json"}),
+            body=error.body(),
+            details=f"semrouter_{error.code}",
+        )
+    )
+
+
+def check_content_length(declared: str | None, limit: int) -> None:
+    if declared is None:
+        return
+    if not declared.isdigit():
+        raise bad_request("Invalid Content-Length header", "invalid_content_length")
+    if int(declared) > limit:
+        raise body_too_large(int(declared), limit)
+
+
+class Exchange:
+    """One HTTP request, across the messages of its gRPC stream."""
+
+    def __init__(self, router: Router, backends: Mapping[str, BackendLayout]) -> None:
+        self.router = router
+        self.backends = backends
+        self.limit = router.config.router.max_body_bytes
+        self.request_headers: dict[str, str] = {}
+        self.passthrough = False
+        self.route: Route | None = None
+        self.response_body_mode: int | None = None  # as the filter is configured, when it says
+
+    async def handle(self, message: ProcessingRequest) -> ProcessingResponse:
+        if message.HasField("protocol_config"):
+            self.response_body_mode = message.protocol_config.response_body_mode
+        kind = message.WhichOneof("request")
+        try:
+            if kind == "request_headers":
+                return self.on_request_headers(message.request_headers)
+            if kind == "request_body" and not self.passthrough:
+                return await self.on_request_body(message.request_body)
+            if kind == "response_headers":
+                return self.on_response_headers(message.response_headers)
+        except RouterError as error:
+            return immediate(error)
+        except Exception:
+            log.exception("unexpected error while processing a request")
+            return immediate(internal_error())
+        return ProcessingResponse(**{kind: _EMPTY_ANSWER[kind]()})
+
+    def on_request_headers(self, headers: HttpHeaders) -> ProcessingResponse:
+        self.request_headers = header_dict(headers)
+        path = self.request_headers.get(":path", "").partition("?")[0]
+        if not path.endswith(CHAT_SUFFIX):
+            self.passthrough = True
+            return ProcessingResponse(request_headers=HeadersResponse(), mode_override=PASS_THROUGH)
+        if self.request_headers.get(":method") != "POST":
+            raise method_not_allowed()
+        check_content_length(self.request_headers.get("content-length"), self.limit)
+        if headers.end_of_stream:
+            parse_chat_request(b"", self.limit)  # raises the proxy's "body is empty" error
+        return ProcessingResponse(request_headers=HeadersResponse())
+
+    async def on_request_body(self, body: HttpBody) -> ProcessingResponse:
+        if not body.end_of_stream:
+            raise body_over_buffer(self.limit)
+        chat = parse_chat_request(body.body, self.limit)
+        route = await self.router.route(chat)
+        self.route = route
+        payload = orjson.dumps(self.router.rewrite(chat, route))
+        headers = {**route.headers(), "content-length": str(len(payload))}
+        path, _, query = self.request_headers.get(":path", "").partition("?")
+        backend_path = self.backends[route.model.name].chat_path
+        if path != backend_path:
+            headers[":path"] = f"{backend_path}?{query}" if query else backend_path
+        key = os.environ.get(route.model.api_key_env) if route.model.api_key_env else None
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        log.debug("routed to %s (%s)", route.model.name, headers["x-semrouter-decision"])
+        return ProcessingResponse(
+            request_body=BodyResponse(
+                response=CommonResponse(
+                    header_mutation=set_headers(headers),
+                    body_mutation=BodyMutation(body=payload),
+                    clear_route_cache=True,
+                )
+            )
+        )
+
+    def on_response_headers(self, headers: HttpHeaders) -> ProcessingResponse:
+        added = self.route.headers() if self.route is not None else {}
+        response = ProcessingResponse()
+        if header_dict(headers).get("content-type", "").startswith("text/event-stream"):
+            if self.route is not None:
+                added["cache-control"] = "no-cache"
+            if self.response_body_mode is None or self.response_body_mode in _BUFFERING:
+                response.mode_override.CopyFrom(STREAM_RESPONSE)
+        response.response_headers.response.header_mutation.CopyFrom(set_headers(added))
+        return response
+
+
+class ExtProcServicer(external_processor_pb2_grpc.ExternalProcessorServicer):
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.backends = {m.name: BackendLayout.of(m) for m in router.config.models}
+
+    async def Process(
+        self, request_iterator: AsyncIterator[ProcessingRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ProcessingResponse]:
+        exchange = Exchange(self.router, self.backends)
+        async for message in request_iterator:
+            response = await exchange.handle(message)
+            yield response
+            if response.HasField("immediate_response"):
+                return
+
+
+@dataclass(slots=True)
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: Health
+
+    async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        self.health.set(NOT_SERVING)
+        await self.server.stop(grace_s)
+
+
+async def start(router: Router, host: str, port: int) -> RunningServer:
+    """Serve ext_proc and health on host:port (0: any free port) once the router has started.
+    Raises OSError if the address cannot be bound (before the router loads anything)."""
+    servicer = ExtProcServicer(router)
+    # The largest body Envoy hands over is its buffer limit; headers come in the same message.
+    largest = buffer_limit(router.config) + HEADERS_ALLOWANCE
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", largest)])
+    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(servicer, server)
+    health = Health((SERVICE_NAME,))
+    server.add_generic_rpc_handlers((health.handler(),))
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        raise OSError(f"cannot listen on {address} (in use, or not an address here)") from None
+    await router.start()
+    await server.start()
+    health.set(SERVING)
+    return RunningServer(server, bound, health)
+
+
+async def run(config: RouterConfig, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then report NOT_SERVING and drain for a few seconds."""
+    router = Router.from_config(config)
+    running = await start(router, host, port)
+    log.info("semrouter ext_proc listening on %s:%d", host, running.port)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    log.info("shutting down")
+    await running.stop()
+    await router.close()
