@@ -197,11 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--cache-dir", default=None)
     setup.set_defaults(func=cmd_setup)
 
+    from semrouter.bench.cli import add_bench_parsers
     from semrouter.extproc.cli import add_extproc_parsers
     from semrouter.train.cli import add_train_parser
 
     add_train_parser(commands, cmd_train)
     add_extproc_parsers(commands)
+    add_bench_parsers(commands)
     return parser
 
 

@@ -1,0 +1,58 @@
+"""Typo and casing robustness: how often does a small perturbation flip a predicted label?
+
+`perturb` applies what people really do to a query: one or two typos (a dropped, doubled,
+swapped or replaced letter inside a word) and, half the time, a casing change (all lower, all
+upper, or sentence case). `flip_rate` is the share of texts whose predicted label changes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+_KEYBOARD_NEIGHBOURS = {
+    "a": "qwsz", "b": "vghn", "c": "xdfv", "d": "serfcx", "e": "wsdr", "f": "drtgvc", "g": "ftyhbv",
+    "h": "gyujnb", "i": "ujko", "j": "huikmn", "k": "jiolm", "l": "kop", "m": "njk", "n": "bhjm",
+    "o": "iklp", "p": "ol", "q": "wa", "r": "edft", "s": "awedxz", "t": "rfgy", "u": "yhji",
+    "v": "cfgb", "w": "qase", "x": "zsdc", "y": "tghu", "z": "asx",
+}
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    i = rng.randrange(1, len(word) - 1)
+    kind = rng.choice(("drop", "double", "swap", "replace"))
+    if kind == "drop":
+        return word[:i] + word[i + 1 :]
+    if kind == "double":
+        return word[:i] + word[i] + word[i:]
+    if kind == "swap":
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    neighbours = _KEYBOARD_NEIGHBOURS.get(word[i].lower(), word[i])
+    return word[:i] + rng.choice(neighbours) + word[i + 1 :]
+
+
+def perturb(text: str, rng: random.Random) -> str:
+    words = text.split(" ")
+    candidates = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha()]
+    for i in rng.sample(candidates, k=min(len(candidates), rng.choice((1, 2)))):
+        words[i] = _typo(words[i], rng)
+    result = " ".join(words)
+    casing = rng.choice(("keep", "keep", "lower", "upper", "sentence"))
+    if casing == "lower":
+        return result.lower()
+    if casing == "upper":
+        return result.upper()
+    if casing == "sentence":
+        return result[:1].upper() + result[1:].lower()
+    return result
+
+
+def flip_rate(
+    predict: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str], seed: int = 0
+) -> float:
+    """Share of texts whose predicted label differs after perturbation."""
+    rng = random.Random(seed)
+    perturbed = [perturb(t, rng) for t in texts]
+    return float(np.mean(predict(texts) != predict(perturbed)))
