@@ -11,7 +11,11 @@ def minimal_config(**overrides: Any) -> dict[str, Any]:
     """A valid config dict using only keyword signals (no embedder needed)."""
     config: dict[str, Any] = {
         "models": [
-            {"name": "fast", "provider_model_id": "fast-id", "endpoints": [{"url": "http://127.0.0.1:9/v1"}]},
+            {
+                "name": "fast",
+                "provider_model_id": "fast-id",
+                "endpoints": [{"url": "http://127.0.0.1:9/v1"}],
+            },
             {
                 "name": "reasoner",
                 "provider_model_id": "qwen3-id",
@@ -25,8 +29,12 @@ def minimal_config(**overrides: Any) -> dict[str, Any]:
             "keywords": [{"name": "math_words", "patterns": ["integral", "prove"]}],
         },
         "decisions": [
-            {"name": "math", "rules": {"conditions": [{"name": "math_words"}]}, "model": "reasoner",
-             "use_reasoning": True},
+            {
+                "name": "math",
+                "rules": {"conditions": [{"name": "math_words"}]},
+                "model": "reasoner",
+                "use_reasoning": True,
+            },
         ],
         "default": {"model": "fast"},
     }

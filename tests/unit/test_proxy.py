@@ -9,13 +9,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from tests.conftest import minimal_config
+from tests.servers import free_port, serving
 
 from semrouter.bench.standin import StandIn, start_standin
 from semrouter.config import parse_config
 from semrouter.pipeline.router import Router
 from semrouter.proxy.app import ProxyApp
-from tests.conftest import minimal_config
-from tests.servers import free_port, serving
 
 
 def config_for(backend: str, **overrides: Any) -> Any:
@@ -43,9 +43,12 @@ async def router_url(standin: tuple[StandIn, str]) -> AsyncIterator[str]:
 
 async def post(url: str, payload: Any, raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:
     data = raw if raw is not None else json.dumps(payload).encode()
-    async with aiohttp.ClientSession() as session, session.post(
-        url + "/v1/chat/completions", data=data, headers={"content-type": "application/json"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url + "/v1/chat/completions", data=data, headers={"content-type": "application/json"}
+        ) as response,
+    ):
         return response.status, dict(response.headers), await response.json(content_type=None)
 
 
@@ -55,7 +58,8 @@ def chat(text: str, model: str = "auto", **extra: Any) -> dict[str, Any]:
 
 async def test_auto_routes_and_rewrites_in_family_dialect(router_url: str, standin: Any) -> None:
     status, headers, body = await post(
-        router_url, chat("prove this integral converges", chat_template_kwargs={"enable_thinking": False})
+        router_url,
+        chat("prove this integral converges", chat_template_kwargs={"enable_thinking": False}),
     )
     assert status == 200
     assert headers["x-semrouter-model"] == "reasoner"
@@ -71,7 +75,9 @@ async def test_default_route_and_direct_model_bypass(router_url: str) -> None:
     assert headers["x-semrouter-model"] == "fast"
     assert headers["x-semrouter-decision"] == "default"
     assert body["echo"]["model"] == "fast-id"
-    _, headers, body = await post(router_url, chat("prove it", model="reasoner", reasoning_effort="low"))
+    _, headers, body = await post(
+        router_url, chat("prove it", model="reasoner", reasoning_effort="low")
+    )
     assert headers["x-semrouter-decision"] == "direct"
     assert headers["x-semrouter-reasoning"] == "unchanged"
     assert body["echo"]["reasoning_effort"] == "low"
@@ -81,9 +87,12 @@ async def test_default_route_and_direct_model_bypass(router_url: str) -> None:
 async def test_sse_streams_chunk_by_chunk(router_url: str) -> None:
     arrivals: list[float] = []
     loop = asyncio.get_running_loop()
-    async with aiohttp.ClientSession() as session, session.post(
-        router_url + "/v1/chat/completions", json=chat("prove the integral", stream=True)
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            router_url + "/v1/chat/completions", json=chat("prove the integral", stream=True)
+        ) as response,
+    ):
         assert response.status == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-semrouter-reasoning"] == "on"
@@ -93,9 +102,7 @@ async def test_sse_streams_chunk_by_chunk(router_url: str) -> None:
                 arrivals.append(loop.time())
                 events.append(line[6:].strip())
     assert events[-1] == b"[DONE]"
-    text = "".join(
-        json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]
-    )
+    text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
     assert text == "Hello from the stand-in backend."
     # chunks are 50 ms apart at the backend: a buffering proxy would deliver them together
     assert arrivals[-1] - arrivals[0] > 0.2
@@ -108,19 +115,44 @@ async def test_sse_streams_chunk_by_chunk(router_url: str) -> None:
         (b"[1, 2]", 400, "invalid_json"),
         (b'{"model": "auto"}', 400, "missing_messages"),
         (b'{"model": "auto", "messages": "hi"}', 400, "invalid_messages"),
-        (b'{"model": "auto", "messages": [{"role": "user", "content": 5}]}', 400, "invalid_messages"),
-        (b'{"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}', 400, "invalid_messages"),
+        (
+            b'{"model": "auto", "messages": [{"role": "user", "content": 5}]}',
+            400,
+            "invalid_messages",
+        ),
+        (
+            b'{"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}',
+            400,
+            "invalid_messages",
+        ),
         (b'{"model": 7, "messages": [{"role": "user", "content": "x"}]}', 400, "invalid_model"),
-        (b'{"model": "auto", "stream": "yes", "messages": [{"role": "user", "content": "x"}]}', 400,
-         "invalid_stream"),
-        (b'{"model": "auto", "max_tokens": -3, "messages": [{"role": "user", "content": "x"}]}', 400,
-         "invalid_max_tokens"),
-        (b'{"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}', 404, "model_not_found"),
-        (b'{"model": "auto", "messages": [{"role": "user", "content": "' + b"x" * 30_000 + b'"}]}', 413,
-         "request_too_large"),
+        (
+            b'{"model": "auto", "stream": "yes", "messages": [{"role": "user", "content": "x"}]}',
+            400,
+            "invalid_stream",
+        ),
+        (
+            b'{"model": "auto", "max_tokens": -3, "messages": [{"role": "user", "content": "x"}]}',
+            400,
+            "invalid_max_tokens",
+        ),
+        (
+            b'{"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "model_not_found",
+        ),
+        (
+            b'{"model": "auto", "messages": [{"role": "user", "content": "'
+            + b"x" * 30_000
+            + b'"}]}',
+            413,
+            "request_too_large",
+        ),
     ],
 )
-async def test_bad_input_gets_openai_error(router_url: str, raw: bytes, status: int, code: str) -> None:
+async def test_bad_input_gets_openai_error(
+    router_url: str, raw: bytes, status: int, code: str
+) -> None:
     got_status, _, body = await post(router_url, None, raw=raw)
     assert got_status == status
     assert set(body["error"]) == {"message", "type", "code"}
@@ -160,7 +192,7 @@ async def test_slow_backend_gives_504() -> None:
 
 
 async def test_retry_goes_to_next_endpoint(standin: tuple[StandIn, str]) -> None:
-    backend, good = standin
+    _backend, good = standin
     data = minimal_config()
     for model in data["models"]:
         model["endpoints"] = [
@@ -198,7 +230,9 @@ async def test_models_health_ready_metrics_and_404(router_url: str) -> None:
         await post(router_url, chat("prove it"))
         async with session.get(router_url + "/metrics") as response:
             text = await response.text()
-            assert 'semrouter_requests_total{decision="math",model="reasoner",reasoning="on"}' in text
+            assert (
+                'semrouter_requests_total{decision="math",model="reasoner",reasoning="on"}' in text
+            )
         async with session.get(router_url + "/v2/nothing") as response:
             assert response.status == 404
             assert (await response.json())["error"]["code"] == "not_found"
@@ -206,7 +240,9 @@ async def test_models_health_ready_metrics_and_404(router_url: str) -> None:
 
 async def test_classify_endpoint(router_url: str) -> None:
     async with aiohttp.ClientSession() as session:
-        async with session.post(router_url + "/api/v1/classify", json={"text": "prove it"}) as response:
+        async with session.post(
+            router_url + "/api/v1/classify", json={"text": "prove it"}
+        ) as response:
             result = await response.json()
             assert result["model"] == "reasoner"
             assert result["decision"] == "math"

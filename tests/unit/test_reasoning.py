@@ -12,7 +12,9 @@ from semrouter.reasoning.families import apply_reasoning, strip_reasoning_contro
 BASE = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def rewritten(family: ReasoningFamily, on: bool, effort: Any = None, **client: Any) -> dict[str, Any]:
+def rewritten(
+    family: ReasoningFamily, on: bool, effort: Any = None, **client: Any
+) -> dict[str, Any]:
     body = {**BASE, **client}
     strip_reasoning_controls(body, ("think",))
     apply_reasoning(body, family, on, effort)

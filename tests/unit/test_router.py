@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.conftest import minimal_config
 
 from semrouter.config import parse_config
 from semrouter.pipeline.errors import RouterError
 from semrouter.pipeline.request import chat_request_from_body
 from semrouter.pipeline.router import Router
-from tests.conftest import minimal_config
 
 
 def router(**decision: Any) -> Router:
@@ -42,7 +42,10 @@ async def test_system_prompt_replace_and_insert_without_client_system() -> None:
     assert body["messages"][0]["content"] == "Think."
     r = router(system_prompt={"text": "Think."})
     req = request("prove it")
-    assert r.rewrite(req, await r.route(req))["messages"][0] == {"role": "system", "content": "Think."}
+    assert r.rewrite(req, await r.route(req))["messages"][0] == {
+        "role": "system",
+        "content": "Think.",
+    }
 
 
 @pytest.mark.parametrize(("client", "expected"), [(None, 100), (50, 50), (500, 100)])
@@ -66,7 +69,12 @@ async def test_unknown_direct_model_is_404_and_provider_id_is_accepted() -> None
 async def test_priorities_pick_the_highest_matching_decision() -> None:
     data = minimal_config()
     data["decisions"].append(
-        {"name": "urgent", "priority": 10, "rules": {"conditions": [{"name": "math_words"}]}, "model": "fast"}
+        {
+            "name": "urgent",
+            "priority": 10,
+            "rules": {"conditions": [{"name": "math_words"}]},
+            "model": "fast",
+        }
     )
     r = Router(parse_config(data, env={}))
     assert (await r.route(request("integral"))).outcome.decision == "urgent"

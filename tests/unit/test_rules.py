@@ -9,13 +9,15 @@ def tree(data: dict) -> RuleNode:
 
 
 def test_and_or_not_nested() -> None:
-    rule = tree({
-        "operator": "AND",
-        "conditions": [
-            {"operator": "OR", "conditions": [{"name": "math"}, {"name": "physics"}]},
-            {"operator": "NOT", "conditions": [{"name": "greeting"}]},
-        ],
-    })
+    rule = tree(
+        {
+            "operator": "AND",
+            "conditions": [
+                {"operator": "OR", "conditions": [{"name": "math"}, {"name": "physics"}]},
+                {"operator": "NOT", "conditions": [{"name": "greeting"}]},
+            ],
+        }
+    )
     assert matches(rule, {"math"})
     assert matches(rule, {"physics", "reasoning"})
     assert not matches(rule, {"math", "greeting"})

@@ -25,8 +25,11 @@ def _completion(body: dict, model: str) -> dict:
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "".join(STREAM_WORDS)},
-             "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(STREAM_WORDS)},
+                "finish_reason": "stop",
+            }
         ],
         "usage": {"prompt_tokens": 1, "completion_tokens": len(STREAM_WORDS), "total_tokens": 7},
         "echo": body,
@@ -65,7 +68,9 @@ class StandIn:
             self.requests.append(body)
         model = body.get("model", "standin")
         if not body.get("stream"):
-            return web.Response(body=orjson.dumps(_completion(body, model)), content_type="application/json")
+            return web.Response(
+                body=orjson.dumps(_completion(body, model)), content_type="application/json"
+            )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         try:
@@ -82,7 +87,9 @@ class StandIn:
         return response
 
 
-async def start_standin(standin: StandIn, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
+async def start_standin(
+    standin: StandIn, host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(standin.app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -98,8 +105,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--chunk-delay-ms", type=float, default=0.0)
     args = parser.parse_args()
-    web.run_app(StandIn(args.chunk_delay_ms / 1000).app, host=args.host, port=args.port,
-                access_log=None, print=None)
+    web.run_app(
+        StandIn(args.chunk_delay_ms / 1000).app,
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
+    )
 
 
 if __name__ == "__main__":

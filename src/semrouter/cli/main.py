@@ -82,7 +82,9 @@ def _route_request(path: str, number: int, item: dict[str, Any]) -> Any:
 
     text, messages = item.get("text"), item.get("messages")
     if isinstance(text, str):
-        return ChatRequest(body={}, model="auto", messages=[{"role": "user", "content": text}], stream=False)
+        return ChatRequest(
+            body={}, model="auto", messages=[{"role": "user", "content": text}], stream=False
+        )
     if messages is None:
         raise CliError(f"{path}:{number}: needs 'text' (a string) or 'messages' (a list)")
     try:
@@ -110,7 +112,9 @@ def cmd_route(args: argparse.Namespace) -> int:
             for start in range(0, len(requests), args.batch_size):
                 batch = requests[start : start + args.batch_size]
                 for (_, item), route in zip(
-                    items[start : start + args.batch_size], router.route_many_sync(batch), strict=True
+                    items[start : start + args.batch_size],
+                    router.route_many_sync(batch),
+                    strict=True,
                 ):
                     out.write(json.dumps(_route_line(item.get("id"), route.summary())) + "\n")
         tmp_path.replace(out_path)
@@ -127,7 +131,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
     config = _load(args.config)
     router = Router.from_config(config)
     router.start_sync()
-    request = ChatRequest(body={}, model="auto", messages=[{"role": "user", "content": args.text}], stream=False)
+    request = ChatRequest(
+        body={}, model="auto", messages=[{"role": "user", "content": args.text}], stream=False
+    )
     summary = router.route_many_sync([request])[0].summary()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -136,7 +142,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
     print(f"model:      {summary['model']}")
     print(f"decision:   {summary['decision']}")
     confidence = summary["confidence"]
-    domain_line = summary["domain"] if confidence is None else f"{summary['domain']} (p={confidence:.2f})"
+    domain_line = (
+        summary["domain"] if confidence is None else f"{summary['domain']} (p={confidence:.2f})"
+    )
     print(f"domain:     {domain_line}")
     reasoning = "on" if summary["reasoning"] else "off"
     if summary["reasoning_effort"]:
@@ -182,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     route = commands.add_parser("route", help="route a JSONL file offline (no backend needed)")
     route.add_argument("--config", default=DEFAULT_CONFIG)
-    route.add_argument("--input", required=True, help="JSONL: {id, text} or {id, messages}; - for stdin")
+    route.add_argument(
+        "--input", required=True, help="JSONL: {id, text} or {id, messages}; - for stdin"
+    )
     route.add_argument("--output", required=True)
     route.add_argument("--batch-size", type=int, default=64)
     route.set_defaults(func=cmd_route)

@@ -80,13 +80,15 @@ def _format(exc: ValidationError) -> list[str]:
         for line in message.splitlines():
             inner = _LEADING_PATH.match(line)
             if inner:
-                lines.append(f"{_join(where, inner.group(1))}: {line[inner.end():]}")
+                lines.append(f"{_join(where, inner.group(1))}: {line[inner.end() :]}")
             else:
                 lines.append(f"{where or '<root>'}: {line}")
     return lines
 
 
-def parse_config(data: Any, source: str = "<config>", env: Mapping[str, str] | None = None) -> RouterConfig:
+def parse_config(
+    data: Any, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> RouterConfig:
     """Validate already-parsed YAML/JSON data."""
     if not isinstance(data, dict):
         raise ConfigError(source, ["<root>: the config must be a mapping"])

@@ -125,7 +125,9 @@ class DomainSignalConfig(_Strict):
 
     enabled: bool = True
     threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
-    head: str | None = Field(default=None, description="Path to a head artifact (default: shipped).")
+    head: str | None = Field(
+        default=None, description="Path to a head artifact (default: shipped)."
+    )
 
 
 class ReasoningSignalConfig(_Strict):

@@ -41,7 +41,9 @@ class DecisionEngine:
             if decision.selector is not None:
                 from semrouter.decide.selector import load_selector
 
-                self.selectors[decision.name] = load_selector(decision.selector.artifact, decision.models)
+                self.selectors[decision.name] = load_selector(
+                    decision.selector.artifact, decision.models
+                )
         default = config.default
         self.default_outcome = Outcome(
             decision=DEFAULT_DECISION,

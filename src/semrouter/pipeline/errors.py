@@ -16,7 +16,9 @@ class RouterError(Exception):
         self.code = code
 
     def body(self) -> bytes:
-        return orjson.dumps({"error": {"message": self.message, "type": self.type, "code": self.code}})
+        return orjson.dumps(
+            {"error": {"message": self.message, "type": self.type, "code": self.code}}
+        )
 
 
 def bad_request(message: str, code: str = "invalid_request") -> RouterError:
@@ -24,7 +26,9 @@ def bad_request(message: str, code: str = "invalid_request") -> RouterError:
 
 
 def model_not_found(name: str) -> RouterError:
-    return RouterError(404, f"The model '{name}' does not exist", "invalid_request_error", "model_not_found")
+    return RouterError(
+        404, f"The model '{name}' does not exist", "invalid_request_error", "model_not_found"
+    )
 
 
 def body_too_large(size: int, limit: int) -> RouterError:

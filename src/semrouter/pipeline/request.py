@@ -108,7 +108,9 @@ def chat_request_from_body(body: dict[str, Any]) -> ChatRequest:
         raise bad_request("'stream' must be a boolean", "invalid_stream")
     for key in ("max_tokens", "max_completion_tokens"):
         value = body.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
             raise bad_request(f"'{key}' must be a positive integer", f"invalid_{key}")
     return ChatRequest(body=body, model=model, messages=messages, stream=stream)
 

@@ -61,7 +61,9 @@ class Route:
             "decision": outcome.decision if outcome else DIRECT_DECISION,
             "domain": signals.domain if signals else None,
             "reasoning": bool(outcome and outcome.use_reasoning),
-            "reasoning_effort": outcome.reasoning_effort if outcome and outcome.use_reasoning else None,
+            "reasoning_effort": outcome.reasoning_effort
+            if outcome and outcome.use_reasoning
+            else None,
             "confidence": signals.domain_confidence if signals else None,
         }
         if signals is not None:

@@ -31,7 +31,9 @@ log = logging.getLogger("semrouter.proxy")
 JSON = "application/json"
 
 
-def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    data: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(orjson.dumps(data), status, headers=headers, media_type=JSON)
 
 
@@ -112,7 +114,9 @@ class ProxyApp:
     async def chat_completions(self, request: Request) -> Response:
         route_headers: dict[str, str] | None = None
         try:
-            chat = parse_chat_request(await self._read_body(request), self.config.router.max_body_bytes)
+            chat = parse_chat_request(
+                await self._read_body(request), self.config.router.max_body_bytes
+            )
             route = await self.router.route(chat)
             route_headers = route.headers()
             self.metrics.route_seconds.observe(route.route_ms / 1000)
@@ -147,7 +151,7 @@ class ProxyApp:
         return Response(payload, upstream.status, headers=headers, media_type=upstream.content_type)
 
     async def _relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Pass SSE chunks on as they come; a backend failure mid-stream ends with an error event."""
+        """Pass SSE chunks on as they come; a backend failure mid-stream ends in an error event."""
         try:
             async for chunk in chunks:
                 yield chunk
@@ -181,11 +185,15 @@ class ProxyApp:
     async def _http_exception(self, _request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(RouterError(exc.status_code, exc.detail, "invalid_request_error", code))
+        return error_response(
+            RouterError(exc.status_code, exc.detail, "invalid_request_error", code)
+        )
 
     async def _unexpected(self, _request: Request, exc: Exception) -> Response:
         log.exception("unexpected error while serving a request", exc_info=exc)
-        return self._failed(RouterError(500, "Internal router error", "api_error", "internal_error"))
+        return self._failed(
+            RouterError(500, "Internal router error", "api_error", "internal_error")
+        )
 
 
 def create_app(config: RouterConfig) -> Starlette:

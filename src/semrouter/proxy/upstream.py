@@ -8,7 +8,6 @@ error bodies: connection failures → 502, timeouts → 504.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 from collections.abc import AsyncIterator, Mapping
@@ -19,19 +18,32 @@ from semrouter.config.schema import Endpoint, ModelConfig
 from semrouter.pipeline.errors import RouterError
 
 _HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "upgrade"}
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "content-encoding",
+        "upgrade",
+    }
 )
 
 
 def backend_unavailable(model: str, detail: str) -> RouterError:
     return RouterError(
-        502, f"Backend for model '{model}' is unavailable: {detail}", "api_error", "backend_unavailable"
+        502,
+        f"Backend for model '{model}' is unavailable: {detail}",
+        "api_error",
+        "backend_unavailable",
     )
 
 
 def backend_timeout(model: str, seconds: float) -> RouterError:
     return RouterError(
-        504, f"Backend for model '{model}' did not answer within {seconds:g}s", "api_error", "backend_timeout"
+        504,
+        f"Backend for model '{model}' did not answer within {seconds:g}s",
+        "api_error",
+        "backend_timeout",
     )
 
 
@@ -62,7 +74,7 @@ class UpstreamResponse:
     async def read(self) -> bytes:
         try:
             return await self._response.read()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise backend_timeout(self._model.name, self._model.timeout_s) from None
         except aiohttp.ClientError as exc:
             raise backend_unavailable(self._model.name, str(exc) or type(exc).__name__) from None
@@ -106,7 +118,10 @@ class Upstreams:
             self._session = None
 
     def _headers(self, model: ModelConfig, client_headers: Mapping[str, str]) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": client_headers.get("accept", "*/*")}
+        headers = {
+            "content-type": "application/json",
+            "accept": client_headers.get("accept", "*/*"),
+        }
         key = os.environ.get(model.api_key_env) if model.api_key_env else None
         if key:
             headers["authorization"] = f"Bearer {key}"
@@ -132,7 +147,7 @@ class Upstreams:
                 response = await self._session.post(
                     endpoint.url + path, data=body, headers=headers, timeout=timeout
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 failure = backend_timeout(model.name, model.timeout_s)
             except aiohttp.ClientError as exc:
                 failure = backend_unavailable(model.name, str(exc) or type(exc).__name__)

@@ -91,7 +91,9 @@ class SignalEngine:
 
     async def start(self) -> None:
         if self.config.similarity and self.embedder is not None:
-            self._example_matrix = (await self.embedder.encode(self._examples())).embeddings.T.copy()
+            self._example_matrix = (
+                await self.embedder.encode(self._examples())
+            ).embeddings.T.copy()
 
     def start_sync(self) -> None:
         if self.config.similarity and self.embedder is not None:
@@ -99,12 +101,16 @@ class SignalEngine:
 
     async def evaluate(self, request: ChatRequest) -> SignalReport:
         text = request.routing_text()
-        encoded = await self.embedder.encode([text]) if self.needs_embedding and self.embedder else None
+        encoded = (
+            await self.embedder.encode([text]) if self.needs_embedding and self.embedder else None
+        )
         return self._reports([request], [text], encoded)[0]
 
     def evaluate_many_sync(self, requests: Sequence[ChatRequest]) -> list[SignalReport]:
         texts = [r.routing_text() for r in requests]
-        encoded = self.embedder.encode_sync(texts) if self.needs_embedding and self.embedder else None
+        encoded = (
+            self.embedder.encode_sync(texts) if self.needs_embedding and self.embedder else None
+        )
         return self._reports(requests, texts, encoded)
 
     def _reports(
@@ -152,7 +158,9 @@ class SignalEngine:
                 label = classes[best] if confidence >= threshold else "other"
                 report.domain = label
                 report.domain_confidence = confidence
-                report.domain_probabilities = {c: float(p) for c, p in zip(classes, row, strict=True)}
+                report.domain_probabilities = {
+                    c: float(p) for c, p in zip(classes, row, strict=True)
+                }
                 report.scores.update(report.domain_probabilities)
                 report.fired.add(label)
         if self.reasoning_head is not None:

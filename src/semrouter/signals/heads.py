@@ -89,7 +89,8 @@ def load_head(name_or_path: str) -> Head:
     shipped = SHIPPED / f"{name_or_path}_head.npz"
     if not shipped.is_file():
         raise FileNotFoundError(
-            f"no shipped head '{name_or_path}' (looked for {shipped}); run 'semrouter train {name_or_path}'"
+            f"no shipped head '{name_or_path}' (looked for {shipped}); "
+            f"run 'semrouter train {name_or_path}'"
         )
     with resources.as_file(shipped) as file:
         return Head.load(file)

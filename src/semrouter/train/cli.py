@@ -15,9 +15,15 @@ def add_train_parser(
 ) -> None:
     train = commands.add_parser("train", help="train a learned head from the shared data")
     train.add_argument("what", choices=["domain", "reasoning", "selector"])
-    train.add_argument("--data-dir", type=Path, default=DEFAULT_MMLU_DIR, help="MMLU-Pro data folder")
-    train.add_argument("--out-dir", type=Path, default=None, help="where artifacts go (default: shipped)")
-    train.add_argument("--pool", default="reference_pool", help="selector: pool name in models.json")
+    train.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_MMLU_DIR, help="MMLU-Pro data folder"
+    )
+    train.add_argument(
+        "--out-dir", type=Path, default=None, help="where artifacts go (default: shipped)"
+    )
+    train.add_argument(
+        "--pool", default="reference_pool", help="selector: pool name in models.json"
+    )
     train.add_argument("--hidden", type=int, default=None, help="hidden units (0: linear head)")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=func)
@@ -47,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     embedder = create_embedder(EmbeddingSettings())
     defaults = {"domain": 512, "reasoning": 128}
-    spec = HeadSpec(hidden=defaults[args.what] if args.hidden is None else args.hidden, seed=args.seed)
+    spec = HeadSpec(
+        hidden=defaults[args.what] if args.hidden is None else args.hidden, seed=args.seed
+    )
     if args.what == "domain":
         from semrouter.train.domain import train_domain
 

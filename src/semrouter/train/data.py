@@ -38,7 +38,13 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 def mmlu_questions(path: Path, validation: bool) -> list[Question]:
     """The train (validation=False) or validation (True) part of an MMLU-Pro questions file."""
     return [
-        Question(str(q["question_id"]), q["question"], q["category"], q.get("src", ""), tuple(q["options"]))
+        Question(
+            str(q["question_id"]),
+            q["question"],
+            q["category"],
+            q.get("src", ""),
+            tuple(q["options"]),
+        )
         for q in read_jsonl(path)
         if is_validation(q["question_id"]) == validation
     ]

@@ -26,7 +26,8 @@ class DomainReport:
     def lines(self) -> list[str]:
         return [
             f"train examples: {self.train_size}",
-            f"MMLU-Pro validation accuracy (question text only): {self.mmlu_validation_accuracy:.4f}",
+            "MMLU-Pro validation accuracy (question text only): "
+            f"{self.mmlu_validation_accuracy:.4f}",
             f"chat validation accuracy: {self.chat_validation_accuracy:.4f}",
         ]
 
@@ -45,9 +46,13 @@ def train_domain(
     val_questions = mmlu_questions(questions_path, validation=True)
     val_chat = chat_examples("chat_domain", validation=True)
     mmlu_acc = accuracy(
-        head, encode_texts(embedder, [q.text for q in val_questions]).features, [q.category for q in val_questions]
+        head,
+        encode_texts(embedder, [q.text for q in val_questions]).features,
+        [q.category for q in val_questions],
     )
     chat_acc = accuracy(
-        head, encode_texts(embedder, [c["text"] for c in val_chat]).features, [c["domain"] for c in val_chat]
+        head,
+        encode_texts(embedder, [c["text"] for c in val_chat]).features,
+        [c["domain"] for c in val_chat],
     )
     return head, DomainReport(mmlu_acc, chat_acc, len(texts))

@@ -26,13 +26,20 @@ def encode_texts(embedder: Embedder, texts: Sequence[str], batch_size: int = 64)
     if path.is_file():
         with np.load(path) as data:
             return Encoded(data["embeddings"], data["features"], data["token_counts"])
-    parts = [embedder.encode_sync(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    parts = [
+        embedder.encode_sync(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)
+    ]
     encoded = Encoded(
         np.concatenate([p.embeddings for p in parts]),
         np.concatenate([p.features for p in parts]),
         np.concatenate([p.token_counts for p in parts]),
     )
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, embeddings=encoded.embeddings, features=encoded.features, token_counts=encoded.token_counts)
+    np.savez(
+        tmp,
+        embeddings=encoded.embeddings,
+        features=encoded.features,
+        token_counts=encoded.token_counts,
+    )
     tmp.replace(path)
     return encoded
