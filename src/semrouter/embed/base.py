@@ -20,11 +20,14 @@ class Encoded:
     embeddings: (n, dim) float32, L2-normalised sentence embeddings (cosine = dot product).
     features:   (n, feature_dim) float32, inputs for the learned heads (may equal embeddings).
     token_counts: (n,) int, tokens each text had before windowing.
+    token_ids: per text, the wordpiece ids the encoder read (no special tokens), for lexical
+      experts; empty when the backend does not expose its tokenizer (remote).
     """
 
     embeddings: np.ndarray
     features: np.ndarray
     token_counts: np.ndarray
+    token_ids: tuple[np.ndarray, ...] = ()
 
 
 class Embedder(ABC):

@@ -37,6 +37,7 @@ def _slice(result: Encoded, start: int, stop: int) -> Encoded:
         embeddings=result.embeddings[start:stop],
         features=result.features[start:stop],
         token_counts=result.token_counts[start:stop],
+        token_ids=result.token_ids[start:stop],
     )
 
 

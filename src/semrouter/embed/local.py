@@ -50,7 +50,12 @@ def plan_batches(lengths: Sequence[int], max_batch: int) -> list[list[int]]:
 
 
 class LocalEmbedder(Embedder):
-    """all-MiniLM-L6-v2 via onnxruntime; ``encode`` goes through a ``MicroBatcher``."""
+    """all-MiniLM-L6-v2 via onnxruntime; ``encode`` goes through a ``MicroBatcher``.
+
+    ``threads`` is onnxruntime's intra-op pool. On an idle 2-core box 2 threads cut latency by
+    ~1.6x (short prompt 8.0 -> 5.2 ms, 2,000 tokens 83 -> 48 ms); when other processes keep
+    the cores busy, 1 thread degrades more gracefully.
+    """
 
     def __init__(
         self,
@@ -66,11 +71,15 @@ class LocalEmbedder(Embedder):
         if not 8 <= max_tokens <= MAX_POSITIONS:
             raise ValueError(f"max_tokens must be in 8..{MAX_POSITIONS}, got {max_tokens}")
         path = Path(model_path) if model_path else ensure_model(cache_dir, quantize=quantize)
+        self.model_path = path
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle pool threads sleep instead of spinning: on a small box they would otherwise
+        # take CPU from the event loop and the other workers between inference calls.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(path), opts, providers=["CPUExecutionProvider"]
         )
@@ -101,7 +110,9 @@ class LocalEmbedder(Embedder):
         return self._batcher.batches_run
 
     async def start(self) -> None:
+        """Start the batcher and run one warm-up inference, so no request pays for it."""
         await self._batcher.start()
+        await self._batcher.submit(["warm-up"])
 
     async def close(self) -> None:
         await self._batcher.close()
@@ -135,4 +146,5 @@ class LocalEmbedder(Embedder):
             )
             embeddings[group] = emb
             features[group] = feat
-        return Encoded(embeddings=embeddings, features=features, token_counts=counts)
+        pieces = tuple(np.asarray(x[1:-1], dtype=np.int64) for x in ids)
+        return Encoded(embeddings, features, counts, pieces)

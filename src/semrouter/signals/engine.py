@@ -149,7 +149,9 @@ class SignalEngine:
             report.tokens = int(count)
             report.features = feature_row
         if self.domain_head is not None:
-            probs = self.domain_head.predict_proba(_head_input(self.domain_head, encoded))
+            probs = self.domain_head.predict_proba(
+                _head_input(self.domain_head, encoded), encoded.token_ids
+            )
             threshold = self.config.domain.threshold
             classes = self.domain_head.classes
             for report, row in zip(reports, probs, strict=True):

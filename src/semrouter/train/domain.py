@@ -1,7 +1,16 @@
-"""Training the domain head: MMLU-Pro question text plus chat-style queries → 14 categories."""
+"""Training the domain head: MMLU-Pro question text plus chat-style queries → 14 categories.
+
+The dense expert learns finer labels than the 14 categories: each MMLU-Pro question's source
+subject (`src`, e.g. `ori_mmlu-high_school_biology`, `stemez-Physics`) and, for chat examples,
+a separate 'chat:<domain>' label, since chat queries look nothing like exam questions. Their
+probabilities are summed back into the 14 categories. A lexical expert on the same pass's
+wordpieces is mixed in (see semrouter.signals.heads). Training texts are doubled with a
+typo'd copy of each, for robustness to misspellings.
+"""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +21,8 @@ from semrouter.embed.base import Embedder
 from semrouter.signals.heads import Head
 from semrouter.train.data import chat_examples, mmlu_questions
 from semrouter.train.features import encode_texts
-from semrouter.train.heads import HeadSpec, accuracy, fit_head
+from semrouter.train.heads import HeadSpec, accuracy, fit_head, predict_labels
+from semrouter.train.robustness import flip_rate, perturb
 
 CHAT_WEIGHT = 2.0
 
@@ -21,7 +31,9 @@ CHAT_WEIGHT = 2.0
 class DomainReport:
     mmlu_validation_accuracy: float
     chat_validation_accuracy: float
+    typo_flip_rate: float
     train_size: int
+    mix: float
 
     def lines(self) -> list[str]:
         return [
@@ -29,6 +41,8 @@ class DomainReport:
             "MMLU-Pro validation accuracy (question text only): "
             f"{self.mmlu_validation_accuracy:.4f}",
             f"chat validation accuracy: {self.chat_validation_accuracy:.4f}",
+            f"typo/casing flip rate on the chat validation set: {self.typo_flip_rate:.4f}",
+            f"lexical expert mix: {self.mix:.2f}",
         ]
 
 
@@ -39,20 +53,42 @@ def train_domain(
     chat = chat_examples("chat_domain", validation=False)
     texts = [q.text for q in questions] + [c["text"] for c in chat]
     labels = [q.category for q in questions] + [c["domain"] for c in chat]
+    fine = [q.src or q.category for q in questions] + [f"chat:{c['domain']}" for c in chat]
     weights = np.array([1.0] * len(questions) + [CHAT_WEIGHT] * len(chat))
-    x = encode_texts(embedder, texts).features
-    head = fit_head(x, labels, MMLU_PRO_DOMAINS, spec, sample_weight=weights)
+    # Every text also appears once with a typo (another random stream than the evaluation's),
+    # so that a misspelt keyword does not move a query to another domain.
+    rng = random.Random(spec.seed + 1)
+    texts += [perturb(t, rng) for t in texts]
+    labels, fine, weights = labels * 2, fine * 2, np.concatenate([weights, weights])
+    encoded = encode_texts(embedder, texts)
+    head = fit_head(
+        encoded.features,
+        labels,
+        MMLU_PRO_DOMAINS,
+        spec,
+        sample_weight=weights,
+        fine_labels=fine,
+        token_ids=encoded.token_ids,
+    )
+
+    def evaluate(val_texts: list[str], val_labels: list[str]) -> float:
+        val = encode_texts(embedder, val_texts)
+        return accuracy(head, val.features, val_labels, val.token_ids)
+
+    def predict(batch: list[str]) -> np.ndarray:
+        val = embedder.encode_sync(batch)
+        return predict_labels(head, val.features, val.token_ids)
 
     val_questions = mmlu_questions(questions_path, validation=True)
     val_chat = chat_examples("chat_domain", validation=True)
-    mmlu_acc = accuracy(
-        head,
-        encode_texts(embedder, [q.text for q in val_questions]).features,
-        [q.category for q in val_questions],
+    chat_texts = [c["text"] for c in val_chat]
+    report = DomainReport(
+        mmlu_validation_accuracy=evaluate(
+            [q.text for q in val_questions], [q.category for q in val_questions]
+        ),
+        chat_validation_accuracy=evaluate(chat_texts, [c["domain"] for c in val_chat]),
+        typo_flip_rate=flip_rate(predict, chat_texts, seed=spec.seed),
+        train_size=len(texts),
+        mix=head.mix,
     )
-    chat_acc = accuracy(
-        head,
-        encode_texts(embedder, [c["text"] for c in val_chat]).features,
-        [c["domain"] for c in val_chat],
-    )
-    return head, DomainReport(mmlu_acc, chat_acc, len(texts))
+    return head, report

@@ -1,8 +1,8 @@
 """Typo and casing robustness: how often does a small perturbation flip a predicted label?
 
-`perturb` applies what people really do to a query: one or two typos (a dropped, doubled,
-swapped or replaced letter inside a word) and, half the time, a casing change (all lower, all
-upper, or sentence case). `flip_rate` is the share of texts whose predicted label changes.
+`perturb` applies what people really do to a query: one typo (a dropped, doubled, swapped or
+neighbouring-key letter inside a word of four letters or more) and, in three cases out of five,
+a casing change as well (all lower, all upper, or sentence case). `flip_rate` is the share of texts whose predicted label changes.
 """
 
 from __future__ import annotations
@@ -13,10 +13,32 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 _KEYBOARD_NEIGHBOURS = {
-    "a": "qwsz", "b": "vghn", "c": "xdfv", "d": "serfcx", "e": "wsdr", "f": "drtgvc", "g": "ftyhbv",
-    "h": "gyujnb", "i": "ujko", "j": "huikmn", "k": "jiolm", "l": "kop", "m": "njk", "n": "bhjm",
-    "o": "iklp", "p": "ol", "q": "wa", "r": "edft", "s": "awedxz", "t": "rfgy", "u": "yhji",
-    "v": "cfgb", "w": "qase", "x": "zsdc", "y": "tghu", "z": "asx",
+    "a": "qwsz",
+    "b": "vghn",
+    "c": "xdfv",
+    "d": "serfcx",
+    "e": "wsdr",
+    "f": "drtgvc",
+    "g": "ftyhbv",
+    "h": "gyujnb",
+    "i": "ujko",
+    "j": "huikmn",
+    "k": "jiolm",
+    "l": "kop",
+    "m": "njk",
+    "n": "bhjm",
+    "o": "iklp",
+    "p": "ol",
+    "q": "wa",
+    "r": "edft",
+    "s": "awedxz",
+    "t": "rfgy",
+    "u": "yhji",
+    "v": "cfgb",
+    "w": "qase",
+    "x": "zsdc",
+    "y": "tghu",
+    "z": "asx",
 }
 
 
@@ -36,7 +58,8 @@ def _typo(word: str, rng: random.Random) -> str:
 def perturb(text: str, rng: random.Random) -> str:
     words = text.split(" ")
     candidates = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha()]
-    for i in rng.sample(candidates, k=min(len(candidates), rng.choice((1, 2)))):
+    if candidates:
+        i = rng.choice(candidates)
         words[i] = _typo(words[i], rng)
     result = " ".join(words)
     casing = rng.choice(("keep", "keep", "lower", "upper", "sentence"))
