@@ -24,13 +24,17 @@ def blobs(n: int, seed: int) -> tuple[np.ndarray, list[str], list[str], list[np.
     x = centers[fine] + rng.normal(size=(n, 16))
     labels = [CLASSES[f // 2] for f in fine]
     # each class has its own "words" (token ids), with noise words shared by all
-    ids = [np.array([100 + (f // 2) * 10 + rng.integers(0, 3), rng.integers(500, 510)]) for f in fine]
+    ids = [
+        np.array([100 + (f // 2) * 10 + rng.integers(0, 3), rng.integers(500, 510)]) for f in fine
+    ]
     return x.astype(np.float32), labels, [f"sub{f}" for f in fine], ids
 
 
 def test_fine_labels_and_lexical_expert_train_and_round_trip(tmp_path: Path) -> None:
     x, labels, fine, ids = blobs(600, 0)
-    head = fit_head(x, labels, CLASSES, HeadSpec(hidden=32, seed=0), fine_labels=fine, token_ids=ids)
+    head = fit_head(
+        x, labels, CLASSES, HeadSpec(hidden=32, seed=0), fine_labels=fine, token_ids=ids
+    )
     assert head.aggregate is not None and head.aggregate.shape == (6, 3)
     assert head.lexical is not None
     xv, lv, _, idv = blobs(300, 1)
@@ -97,7 +101,9 @@ class CountingEmbedder:
         return Encoded(x, x, np.array([len(i) for i in ids]), ids)
 
 
-def test_feature_cache_round_trips_token_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_feature_cache_round_trips_token_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SEMROUTER_CACHE_DIR", str(tmp_path))
     embedder = CountingEmbedder()
     texts = ["alpha", "be", "", "gamma delta"]

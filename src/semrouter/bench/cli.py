@@ -1,4 +1,4 @@
-"""`semrouter bench overhead|classify|reasoning`: the benchmark subcommands.
+"""`semrouter bench overhead|classify|reasoning|replay`: the benchmark subcommands.
 
 Registered on the main parser by `add_bench_parsers(commands)`. Each bench module is imported
 only when its subcommand runs, so `semrouter --help` stays instant.
@@ -123,6 +123,29 @@ def _add_reasoning(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_runner("reasoning"))
 
 
+def _add_replay(commands: argparse._SubParsersAction) -> None:
+    from pathlib import Path
+
+    from semrouter.train.data import DEFAULT_MMLU_DIR
+
+    parser = commands.add_parser(
+        "replay",
+        help="routing quality on recorded MMLU-Pro outcomes (accuracy-cost curves, APGR)",
+        description="Replays the learned selector and the baselines on recorded outcomes.",
+    )
+    parser.add_argument("--questions", type=Path, default=DEFAULT_MMLU_DIR / "questions.jsonl")
+    parser.add_argument("--outcomes", type=Path, default=DEFAULT_MMLU_DIR / "outcomes.csv.gz")
+    parser.add_argument("--models", type=Path, default=DEFAULT_MMLU_DIR / "models.json")
+    parser.add_argument("--pools", default="reference_pool,fast_strong_pair", help="comma list")
+    parser.add_argument("--split", default="validation", choices=["validation", "train", "all"])
+    parser.add_argument(
+        "--selector-dir", type=Path, default=None, help="selector artifacts (default: shipped)"
+    )
+    parser.add_argument("--output", default="out/bench/replay.json")
+    parser.add_argument("--plot", default="out/bench/replay.png")
+    parser.set_defaults(func=_runner("replay"))
+
+
 def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
     """Add `bench` and its subcommands to the main parser's subcommands."""
     bench = commands.add_parser("bench", help="benchmarks (results: docs/benchmarks.md)")
@@ -130,3 +153,4 @@ def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
     _add_overhead(benches)
     _add_classify(benches)
     _add_reasoning(benches)
+    _add_replay(benches)

@@ -152,7 +152,7 @@ class Head:
                 weights=[(data[f"W{i}"], data[f"b{i}"]) for i in range(layers)],
                 temperature=float(data["temperature"]),
                 input_name=str(data["input"]),
-                aggregate=data["aggregate"] if "aggregate" in data else None,
+                aggregate=data.get("aggregate"),
                 lexical=lexical,
                 mix=float(data["mix"]) if "mix" in data else 0.0,
             )

@@ -5,7 +5,7 @@ subject (`src`, e.g. `ori_mmlu-high_school_biology`, `stemez-Physics`) and, for 
 a separate 'chat:<domain>' label, since chat queries look nothing like exam questions. Their
 probabilities are summed back into the 14 categories. A lexical expert on the same pass's
 wordpieces is mixed in (see semrouter.signals.heads). Training texts are doubled with a
-typo'd copy of each, for robustness to misspellings.
+typo'd copies of each, for robustness to misspellings.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from semrouter.train.heads import HeadSpec, accuracy, fit_head, predict_labels
 from semrouter.train.robustness import flip_rate, perturb
 
 CHAT_WEIGHT = 2.0
+TYPO_COPIES = 2
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,12 @@ def train_domain(
     labels = [q.category for q in questions] + [c["domain"] for c in chat]
     fine = [q.src or q.category for q in questions] + [f"chat:{c['domain']}" for c in chat]
     weights = np.array([1.0] * len(questions) + [CHAT_WEIGHT] * len(chat))
-    # Every text also appears once with a typo (another random stream than the evaluation's),
-    # so that a misspelt keyword does not move a query to another domain.
+    # Every text also appears with typos, TYPO_COPIES times (random streams other than the
+    # evaluation's), so that a misspelt keyword does not move a query to another domain.
     rng = random.Random(spec.seed + 1)
-    texts += [perturb(t, rng) for t in texts]
-    labels, fine, weights = labels * 2, fine * 2, np.concatenate([weights, weights])
+    texts += [perturb(t, rng) for _ in range(TYPO_COPIES) for t in texts]
+    copies = TYPO_COPIES + 1
+    labels, fine, weights = labels * copies, fine * copies, np.tile(weights, copies)
     encoded = encode_texts(embedder, texts)
     head = fit_head(
         encoded.features,

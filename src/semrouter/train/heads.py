@@ -100,12 +100,16 @@ def _fit_lexical(
         data.append(values / np.sqrt((values**2).sum()))
         cols.append(pos)
         indptr.append(indptr[-1] + len(pos))
-    matrix = sp.csr_matrix((np.concatenate(data), np.concatenate(cols), indptr), shape=(len(rows), len(vocab)))
+    matrix = sp.csr_matrix(
+        (np.concatenate(data), np.concatenate(cols), indptr), shape=(len(rows), len(vocab))
+    )
     model = LogisticRegression(C=spec.lexical_c, max_iter=1000)
     model.fit(matrix, y[rows], sample_weight=weights[rows])
     if len(model.classes_) != n_classes:
         raise ValueError("lexical training data must cover every class")
-    return Lexical(vocab, idf, model.coef_.T.astype(np.float32), model.intercept_.astype(np.float32))
+    return Lexical(
+        vocab, idf, model.coef_.T.astype(np.float32), model.intercept_.astype(np.float32)
+    )
 
 
 def fit_head(
@@ -137,8 +141,10 @@ def fit_head(
         missing = set(classes) - set(outputs)
         if missing:
             raise ValueError(f"training data has no examples of {sorted(missing)}")
-        layers[-1] = (layers[-1][0][:, [list(outputs).index(c) for c in classes]],
-                      layers[-1][1][[list(outputs).index(c) for c in classes]])
+        layers[-1] = (
+            layers[-1][0][:, [list(outputs).index(c) for c in classes]],
+            layers[-1][1][[list(outputs).index(c) for c in classes]],
+        )
     lexical = None
     if token_ids is not None:
         lexical = _fit_lexical(token_ids, y, len(classes), fit, weights, spec)
@@ -147,6 +153,7 @@ def fit_head(
         return head
     cal_ids = [token_ids[i] for i in cal] if token_ids is not None else None
     if lexical is not None:
+
         def cal_score(mix: float) -> tuple[float, float]:
             head.mix = mix
             scores = head.combined_logits(x[cal], cal_ids)

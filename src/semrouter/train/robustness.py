@@ -2,7 +2,8 @@
 
 `perturb` applies what people really do to a query: one typo (a dropped, doubled, swapped or
 neighbouring-key letter inside a word of four letters or more) and, in three cases out of five,
-a casing change as well (all lower, all upper, or sentence case). `flip_rate` is the share of texts whose predicted label changes.
+a casing change as well (all lower, all upper, or sentence case). `flip_rate` is the share of
+texts whose predicted label changes.
 """
 
 from __future__ import annotations
