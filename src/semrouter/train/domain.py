@@ -25,7 +25,7 @@ from semrouter.train.heads import HeadSpec, accuracy, fit_head, predict_labels
 from semrouter.train.robustness import flip_rate, perturb
 
 CHAT_WEIGHT = 2.0
-TYPO_COPIES = 2
+TYPO_COPIES = 1
 
 
 @dataclass(frozen=True)
