@@ -20,7 +20,7 @@ import numpy as np
 from semrouter.embed.local import LocalEmbedder
 
 SHORT_PROMPTS = [
-    "Can you explain how the Krebs cycle connects to the electron transport chain?",
+    "Can you explain, step by step, how the Krebs cycle connects to the electron transport chain?",
     "Write a Python function that checks whether a string is a palindrome, please.",
     "What were the main economic causes of the French Revolution in the 1780s?",
     "Solve for x: 3x + 7 = 22, and show each step of the working clearly.",
@@ -31,7 +31,8 @@ SHORT_PROMPTS = [
 ]
 LONG_PROMPT = " ".join(
     f"Paragraph {i}: the service routes each request by meaning, checks latency budgets, "
-    "and records which model answered." for i in range(100)
+    "and records which model answered."
+    for i in range(91)
 )
 
 
@@ -86,11 +87,15 @@ def measure(embedder: LocalEmbedder, runs: int = 100) -> dict[str, float]:
     single, rate, batches = asyncio.run(_async_part(embedder, runs))
     return {
         "short_tokens": float(embedder.count_tokens(short[0])),
-        "short_p50_ms": s50, "short_p90_ms": s90, "short_async_p50_ms": single,
+        "short_p50_ms": s50,
+        "short_p90_ms": s90,
+        "short_async_p50_ms": single,
         "long_tokens": float(embedder.count_tokens(long_[0])),
-        "long_p50_ms": l50, "long_p90_ms": l90,
+        "long_p50_ms": l50,
+        "long_p90_ms": l90,
         "batch32_prompts_per_s": 32 / (b50 / 1000.0),
-        "concurrent256_prompts_per_s": rate, "concurrent256_batches": float(batches),
+        "concurrent256_prompts_per_s": rate,
+        "concurrent256_batches": float(batches),
     }
 
 
@@ -101,8 +106,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args()
-    print("precision threads | short tok p50/p90 ms (async p50) | long tok p50/p90 ms "
-          "| batch32 prompts/s | 256 concurrent prompts/s (batches)")
+    print(
+        "precision threads | short tok p50/p90 ms (async p50) | long tok p50/p90 ms "
+        "| batch32 prompts/s | 256 concurrent prompts/s (batches)"
+    )
     for precision in args.precision:
         for threads in args.threads:
             embedder = LocalEmbedder(

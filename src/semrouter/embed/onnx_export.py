@@ -9,6 +9,7 @@ Owns the export and its on-disk cache. The graph takes ``input_ids`` and ``atten
   encoder layers ``FEATURE_LAYERS`` (1-based, unnormalised), concatenated in that order, as
   inputs for learned classification heads.
 
+``quantize_int8`` optionally derives a dynamically quantised copy (opt-in, see there).
 The model file is written once into ``$SEMROUTER_CACHE_DIR`` (default ``~/.cache/semrouter``)
 under a name that hashes this module's source and the weights, so a changed exporter rebuilds.
 Writes are atomic (temporary file + rename), so concurrent starts never see a partial file.
@@ -20,6 +21,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 FEATURE_LAYERS: tuple[int, ...] = (2, 3, 4, 5, 6)
-"""Encoder layers (1-based) whose masked-mean hidden states make up ``features``."""
+"""Encoder layers (1-based) whose masked-mean hidden states make up ``features``.
+
+Chosen on data/validation (5-fold CV, standardised logistic regression, 3 seeds): domain
+(14 classes) / reasoning-need accuracy was 0.84 / 0.94 from the normalised embedding alone,
+0.89 / 0.96 from layers 5-6, and 0.89-0.90 / 0.97-0.98 from layers 4-6, 3-6 or 2-6 (within
+noise of each other). 2-6 (1,920 dimensions) is what the shipped heads in semrouter/models
+were trained on: changing it invalidates them.
+"""
 
 OPSET = 18
 MODEL_NAME = "all-minilm-l6-v2"
@@ -57,8 +66,9 @@ def load_config(model_dir: Path) -> dict[str, Any]:
     """The model's BERT config, checked against what this exporter supports."""
     cfg: dict[str, Any] = json.loads((model_dir / "config.json").read_text())
     pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
-    if cfg.get("model_type") != "bert" or cfg.get("hidden_act") != "gelu":
-        raise ValueError(f"unsupported model config: {cfg.get('model_type')}/{cfg.get('hidden_act')}")
+    kind = (cfg.get("model_type"), cfg.get("hidden_act"))
+    if kind != ("bert", "gelu"):
+        raise ValueError(f"unsupported model config: {kind}")
     if not pooling.get("pooling_mode_mean_tokens"):
         raise ValueError("the exporter implements mean pooling only")
     if max(FEATURE_LAYERS) > cfg["num_hidden_layers"] or min(FEATURE_LAYERS) < 1:
@@ -66,11 +76,27 @@ def load_config(model_dir: Path) -> dict[str, Any]:
     return cfg
 
 
-def load_weights(path: Path) -> dict[str, np.ndarray]:
-    """All tensors of a safetensors file as numpy arrays (a leading ``bert.`` is stripped)."""
-    from safetensors.numpy import load_file
+_SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
 
-    return {k.removeprefix("bert."): v for k, v in load_file(str(path)).items()}
+
+def load_weights(path: Path) -> dict[str, np.ndarray]:
+    """All tensors of a safetensors file as numpy arrays (a leading ``bert.`` is stripped).
+
+    The format is an 8-byte little-endian header length, a JSON header mapping each name to
+    dtype, shape and byte offsets, then the raw little-endian data.
+    """
+    raw = path.read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")
+    header: dict[str, Any] = json.loads(raw[8 : 8 + header_len])
+    header.pop("__metadata__", None)
+    data = memoryview(raw)[8 + header_len :]
+    tensors = {}
+    for name, meta in header.items():
+        start, end = meta["data_offsets"]
+        dtype = np.dtype(_SAFETENSORS_DTYPES[meta["dtype"]])
+        flat = np.frombuffer(data[start:end], dtype=dtype)
+        tensors[name.removeprefix("bert.")] = flat.reshape(meta["shape"])
+    return tensors
 
 
 class _Graph:
@@ -92,10 +118,11 @@ class _Graph:
         return out
 
 
-def _linear(g: _Graph, x: str, w: dict[str, np.ndarray], prefix: str) -> str:
-    weight = g.const(f"{prefix}.weight_t", np.ascontiguousarray(w[f"{prefix}.weight"].T))
-    bias = g.const(f"{prefix}.bias", w[f"{prefix}.bias"])
-    return g.op("Add", [g.op("MatMul", [x, weight]), bias])
+def _linear(g: _Graph, x: str, weight: np.ndarray, bias: np.ndarray, name: str) -> str:
+    """``x @ weight.T + bias`` on 2-D ``x``: onnxruntime fuses it into one Gemm, and int8
+    quantisation (which handles MatMul, not Gemm) into one DynamicQuantizeMatMul."""
+    w = g.const(f"{name}.weight_t", np.ascontiguousarray(weight.T, dtype=np.float32))
+    return g.op("Add", [g.op("MatMul", [x, w]), g.const(f"{name}.bias", bias.astype(np.float32))])
 
 
 def _layer_norm(g: _Graph, x: str, w: dict[str, np.ndarray], prefix: str, eps: float) -> str:
@@ -105,36 +132,43 @@ def _layer_norm(g: _Graph, x: str, w: dict[str, np.ndarray], prefix: str, eps: f
 
 
 def _encoder_layer(
-    g: _Graph, x: str, mask_bias: str, w: dict[str, np.ndarray], i: int, cfg: dict[str, Any]
+    g: _Graph, x: str, shapes: dict[str, str], mask_bias: str, w: dict[str, np.ndarray], i: int,
+    cfg: dict[str, Any],
 ) -> str:
+    """One BERT layer on the (batch * seq, hidden) token matrix ``x``."""
     heads, hidden = cfg["num_attention_heads"], cfg["hidden_size"]
-    head_dim, eps = hidden // heads, cfg["layer_norm_eps"]
+    eps = cfg["layer_norm_eps"]
     p = f"encoder.layer.{i}"
-    split = g.const(f"{p}.split_shape", np.array([0, 0, heads, head_dim], dtype=np.int64))
-    merge = g.const(f"{p}.merge_shape", np.array([0, 0, hidden], dtype=np.int64))
-
-    def heads_of(name: str, perm: list[int]) -> str:
-        proj = _linear(g, x, w, f"{p}.attention.self.{name}")
-        return g.op("Transpose", [g.op("Reshape", [proj, split])], perm=perm)
-
-    q = heads_of("query", [0, 2, 1, 3])  # (b, h, s, d)
-    k = heads_of("key", [0, 2, 3, 1])  # (b, h, d, s)
-    v = heads_of("value", [0, 2, 1, 3])  # (b, h, s, d)
-    scale = g.const(f"{p}.scale", np.array(1.0 / np.sqrt(head_dim), dtype=np.float32))
-    scores = g.op("Add", [g.op("Mul", [g.op("MatMul", [q, k]), scale]), mask_bias])
-    ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
-    ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), merge])
-    attn = _linear(g, ctx, w, f"{p}.attention.output.dense")
-    x = _layer_norm(g, g.op("Add", [attn, x]), w, f"{p}.attention.output.LayerNorm", eps)
+    a = f"{p}.attention.self"
+    # Q, K and V in one Gemm; the 1/sqrt(head_dim) score scale is folded into Q.
+    scale = 1.0 / np.sqrt(hidden // heads)
+    qkv_w = np.concatenate([w[f"{a}.query.weight"] * scale, w[f"{a}.key.weight"],
+                            w[f"{a}.value.weight"]])
+    qkv_b = np.concatenate([w[f"{a}.query.bias"] * scale, w[f"{a}.key.bias"],
+                            w[f"{a}.value.bias"]])
+    qkv = _linear(g, x, qkv_w, qkv_b, f"{a}.qkv")
+    # (b*s, 3h) -> (3, b, heads, s, head_dim)
+    qkv = g.op("Transpose", [g.op("Reshape", [qkv, shapes["qkv"]])], perm=[2, 0, 3, 1, 4])
+    q, k, v = (g.op("Gather", [qkv, g.const(f"{p}.index{j}", np.array(j, dtype=np.int64))],
+                    axis=0) for j in range(3))
+    scores = g.op("Add", [g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 1, 3, 2])]),
+                          mask_bias])
+    ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])  # (b, heads, s, head_dim)
+    ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), shapes["tokens"]])
+    o = f"{p}.attention.output"
+    attn = _linear(g, ctx, w[f"{o}.dense.weight"], w[f"{o}.dense.bias"], f"{o}.dense")
+    x = _layer_norm(g, g.op("Add", [attn, x]), w, f"{o}.LayerNorm", eps)
 
     # GELU, erf form: 0.5 * h * (1 + erf(h / sqrt(2)))
-    h = _linear(g, x, w, f"{p}.intermediate.dense")
+    d = f"{p}.intermediate.dense"
+    h = _linear(g, x, w[f"{d}.weight"], w[f"{d}.bias"], d)
     sqrt2 = g.const(f"{p}.sqrt2", np.array(np.sqrt(2.0), dtype=np.float32))
     one = g.const(f"{p}.one", np.array(1.0, dtype=np.float32))
     half = g.const(f"{p}.half", np.array(0.5, dtype=np.float32))
     erf = g.op("Erf", [g.op("Div", [h, sqrt2])])
     act = g.op("Mul", [g.op("Mul", [h, g.op("Add", [erf, one])]), half])
-    out = _linear(g, act, w, f"{p}.output.dense")
+    d = f"{p}.output.dense"
+    out = _linear(g, act, w[f"{d}.weight"], w[f"{d}.bias"], d)
     return _layer_norm(g, g.op("Add", [out, x]), w, f"{p}.output.LayerNorm", eps)
 
 
@@ -152,11 +186,21 @@ def build_model(model_dir: Path | None = None) -> onnx.ModelProto:
         "embeddings.token_type_embeddings.weight"
     ][0]
     pos = g.const("embeddings.position_plus_type0", pos_table.astype(np.float32))
+    batch_seq = g.op("Shape", ["input_ids"])
     seq_len = g.op("Shape", ["input_ids"], start=1, end=2)
     zero = g.const("zero_i64", np.array([0], dtype=np.int64))
     pos_slice = g.op("Slice", [pos, zero, seq_len, zero])
     x = g.op("Add", [g.op("Gather", [word, "input_ids"], axis=0), pos_slice])
     x = _layer_norm(g, x, w, "embeddings.LayerNorm", eps)
+
+    # The encoder works on the (batch * seq, hidden) token matrix so every linear is one Gemm.
+    heads = cfg["num_attention_heads"]
+    dims = {"tokens": [-1, hidden], "qkv": [3, heads, hidden // heads], "hidden": [hidden]}
+    shapes = {"tokens": g.const("shape_tokens", np.array(dims["tokens"], dtype=np.int64))}
+    for key in ("qkv", "hidden"):  # (b, s, ...)
+        tail = g.const(f"shape_{key}_tail", np.array(dims[key], dtype=np.int64))
+        shapes[key] = g.op("Concat", [batch_seq, tail], axis=0)
+    x = g.op("Reshape", [x, shapes["tokens"]])
 
     # Masks: additive attention bias (b, 1, 1, s) and pooling weights (b, 1, s) / count (b, 1, 1).
     mask_f = g.op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
@@ -172,12 +216,13 @@ def build_model(model_dir: Path | None = None) -> onnx.ModelProto:
                               keepdims=1), tiny])  # (b, 1, 1)
     flat = g.const("pooled_shape", np.array([0, hidden], dtype=np.int64))
 
-    def mean_pool(h: str) -> str:
+    def mean_pool(tokens: str) -> str:
+        h = g.op("Reshape", [tokens, shapes["hidden"]])  # (b, s, hidden)
         return g.op("Reshape", [g.op("Div", [g.op("MatMul", [pool_w, h]), count]), flat])
 
     pooled: dict[int, str] = {}
     for i in range(cfg["num_hidden_layers"]):
-        x = _encoder_layer(g, x, mask_bias, w, i, cfg)
+        x = _encoder_layer(g, x, shapes, mask_bias, w, i, cfg)
         if i + 1 in FEATURE_LAYERS or i + 1 == cfg["num_hidden_layers"]:
             pooled[i + 1] = mean_pool(x)
 
@@ -214,7 +259,13 @@ def build_model(model_dir: Path | None = None) -> onnx.ModelProto:
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantisation of the MatMul weights (activations quantised per call)."""
+    """Dynamic int8 quantisation of the linear layers (activations quantised per call).
+
+    Opt-in only: measured 1.3-1.6x faster than fp32 on a 2-core AVX2 box, but cosine with the
+    fp32 embedding is 0.992 on average and as low as 0.95 for some very short prompts
+    (per-tensor activation scales); the shipped heads agreed on 98-100% of validation prompts.
+    ``reduce_range`` avoids u8s8 saturation on CPUs without VNNI.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
@@ -234,33 +285,34 @@ def export_fingerprint(model_dir: Path | None = None) -> str:
     return h.hexdigest()[:16]
 
 
-def _atomic_save(model: onnx.ModelProto, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+def _write_atomically(dst: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write`` on a temporary file beside ``dst``, then rename it into place."""
+    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     os.close(fd)
+    tmp = Path(tmp_name)
     try:
-        onnx.save_model(model, tmp)
+        write(tmp)
+        tmp.chmod(0o644)
         os.replace(tmp, dst)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def ensure_model(cache_dir: str | Path | None = None, *, quantize: bool = False) -> Path:
-    """Path of the exported model in the cache, building (and quantising) it first if missing."""
+    """Path of the exported model in the cache, building (and quantising) it first if missing.
+
+    Safe to call from several processes at once: each writes its own temporary file and the
+    last rename wins, with identical content.
+    """
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     stem = f"{MODEL_NAME}-{export_fingerprint()}"
     fp32 = cache / f"{stem}.onnx"
     if not fp32.exists():
-        _atomic_save(build_model(), fp32)
+        _write_atomically(fp32, lambda tmp: onnx.save_model(build_model(), tmp))
     if not quantize:
         return fp32
     int8 = cache / f"{stem}-int8.onnx"
     if not int8.exists():
-        fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{int8.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            quantize_int8(fp32, Path(tmp))
-            os.replace(tmp, int8)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        _write_atomically(int8, lambda tmp: quantize_int8(fp32, tmp))
     return int8

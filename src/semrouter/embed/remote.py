@@ -77,12 +77,17 @@ class RemoteEmbedder(Embedder):
     def feature_dim(self) -> int:  # type: ignore[override]
         return self.dim
 
-    async def start(self) -> None:
+    def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s),
                 headers=self._headers,
             )
+        return self._session
+
+    async def start(self) -> None:
+        """Open the pooled HTTP session and learn ``dim`` from the server if not configured."""
+        self._client()
         if self._dim is None:
             await self.encode([_PROBE_TEXT])
 
@@ -103,19 +108,20 @@ class RemoteEmbedder(Embedder):
         return [texts[i : i + self._batch_size] for i in range(0, len(texts), self._batch_size)]
 
     def _result(self, texts: Sequence[str], parts: list[np.ndarray]) -> Encoded:
-        matrix = np.concatenate(parts) if parts else np.zeros((0, self._dim or 0), np.float32)
-        if self._dim is None and matrix.shape[0]:
-            self._dim = int(matrix.shape[1])
-        elif matrix.shape[1] != self._dim:
-            raise EmbeddingError(f"embedding size {matrix.shape[1]}, configured {self._dim}")
+        if not parts:
+            matrix = np.zeros((0, self._dim or 0), np.float32)
+        else:
+            matrix = np.concatenate(parts)
+            if self._dim is None:
+                self._dim = int(matrix.shape[1])
+            elif matrix.shape[1] != self._dim:
+                raise EmbeddingError(f"embedding size {matrix.shape[1]}, expected {self._dim}")
         counts = np.fromiter(map(self.count_tokens, texts), dtype=np.int64, count=len(texts))
         return Encoded(embeddings=matrix, features=matrix, token_counts=counts)
 
     async def _post(self, texts: Sequence[str]) -> np.ndarray:
-        if self._session is None:
-            raise EmbeddingError("RemoteEmbedder.encode called before start()")
         try:
-            async with self._session.post(self._endpoint, data=self._payload(texts)) as resp:
+            async with self._client().post(self._endpoint, data=self._payload(texts)) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     raise EmbeddingError(f"{self._endpoint} -> HTTP {resp.status}: {body[:200]!r}")

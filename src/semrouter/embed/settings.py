@@ -20,7 +20,7 @@ class EmbeddingSettings(BaseModel):
 
     backend: Literal["local", "remote"] = "local"
     max_tokens: int = Field(256, ge=8, le=512, description="window size in wordpieces (local)")
-    threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads (local)")
+    threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads (local)")
     batch_size: int = Field(32, ge=1, le=1024, description="most texts per inference call")
     batch_wait_ms: float = Field(
         2.0, ge=0, le=1000, description="longest a queued request waits for a batch to fill"
