@@ -88,3 +88,22 @@ def test_offline_batch_routing_matches_online() -> None:
     assert summary["decision"] == "math"
     assert summary["reasoning"] is True
     assert summary["matched_signals"] == ["math_words"]
+
+
+@pytest.mark.parametrize(
+    ("match", "regex", "text", "fired"),
+    [
+        ("any", False, "please PROVE it", True),
+        ("any", False, "improve it", False),  # literals match whole words only
+        ("all", False, "prove the integral", True),
+        ("all", False, "prove it", False),
+        ("any", True, "x = 42", True),
+    ],
+)
+def test_keyword_rules(match: str, regex: bool, text: str, fired: bool) -> None:
+    from semrouter.config.schema import KeywordSignalConfig
+    from semrouter.signals.engine import KeywordRule
+
+    patterns = [r"\d+"] if regex else ["prove", "integral"]
+    rule = KeywordRule(KeywordSignalConfig(name="k", patterns=patterns, regex=regex, match=match))
+    assert rule.matches(text) is fired

@@ -44,16 +44,19 @@ class SignalReport:
 
 
 class KeywordRule:
+    """A keyword/regex signal. 'any' rules compile to one alternation: one scan of the text."""
+
     def __init__(self, config: KeywordSignalConfig) -> None:
         self.name = config.name
-        self.require_all = config.match == "all"
         flags = 0 if config.case_sensitive else re.IGNORECASE
         sources = config.patterns if config.regex else [_literal(p) for p in config.patterns]
-        self.patterns = [re.compile(p, flags) for p in sources]
+        if config.match == "all":
+            self.patterns = [re.compile(p, flags) for p in sources]
+        else:
+            self.patterns = [re.compile("|".join(f"(?:{p})" for p in sources), flags)]
 
     def matches(self, text: str) -> bool:
-        hits = (p.search(text) is not None for p in self.patterns)
-        return all(hits) if self.require_all else any(hits)
+        return all(p.search(text) is not None for p in self.patterns)
 
 
 def _literal(phrase: str) -> str:
