@@ -27,19 +27,30 @@ from semrouter.embed.onnx_export import (
 )
 from semrouter.embed.remote import RemoteEmbedder
 
-PARAPHRASE = ("A man is playing a guitar on stage.",
-              "Someone performs music with a guitar in front of an audience.")
+PARAPHRASE = (
+    "A man is playing a guitar on stage.",
+    "Someone performs music with a guitar in front of an audience.",
+)
 UNRELATED = "The stock market fell sharply after the announcement of new tariffs."
 # sentence-transformers 6.2 / torch 2.13, all-MiniLM-L6-v2: first 8 dims of two embeddings.
 ST_ANCHORS = {
-    PARAPHRASE[0]: [0.018591, 0.035837, -0.01521, -0.078206, -0.143276, 0.004202, 0.074919,
-                    -0.017194],
+    PARAPHRASE[0]: [
+        0.018591,
+        0.035837,
+        -0.01521,
+        -0.078206,
+        -0.143276,
+        0.004202,
+        0.074919,
+        -0.017194,
+    ],
     "hi": [-0.090476, 0.04044, 0.023906, 0.058948, -0.022882, -0.04722, 0.045048, 0.015786],
 }
 LONG_TEXT = " ".join(f"sentence {i} talks about routing, latency and caches." for i in range(300))
 
 
 # ---------------------------------------------------------------- numpy reference forward pass
+
 
 def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
     mu = x.mean(-1, keepdims=True)
@@ -55,8 +66,11 @@ def reference_forward(
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """BERT + masked mean pooling in float64: (normalised embedding, pooled hidden per layer)."""
     cfg = load_config(source_model_dir())
-    w = {k: v.astype(np.float64) for k, v in load_weights(source_model_dir() / "model.safetensors")
-         .items() if v.dtype == np.float32}
+    w = {
+        k: v.astype(np.float64)
+        for k, v in load_weights(source_model_dir() / "model.safetensors").items()
+        if v.dtype == np.float32
+    }
     eps, heads = cfg["layer_norm_eps"], cfg["num_attention_heads"]
     b, s = ids.shape
     hd = cfg["hidden_size"] // heads
@@ -67,9 +81,11 @@ def reference_forward(
     def split(x: np.ndarray) -> np.ndarray:
         return x.reshape(b, s, heads, hd).transpose(0, 2, 1, 3)
 
-    x = (w["embeddings.word_embeddings.weight"][ids]
-         + w["embeddings.position_embeddings.weight"][:s]
-         + w["embeddings.token_type_embeddings.weight"][0])
+    x = (
+        w["embeddings.word_embeddings.weight"][ids]
+        + w["embeddings.position_embeddings.weight"][:s]
+        + w["embeddings.token_type_embeddings.weight"][0]
+    )
     x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
     m = mask.astype(np.float64)
     bias = (1.0 - m[:, None, None, :]) * -10000.0
@@ -81,19 +97,27 @@ def reference_forward(
         probs = np.exp(scores - scores.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(b, s, -1)
-        x = _layer_norm(lin(ctx, f"{p}.attention.output.dense") + x,
-                        w[f"{p}.attention.output.LayerNorm.weight"],
-                        w[f"{p}.attention.output.LayerNorm.bias"], eps)
+        x = _layer_norm(
+            lin(ctx, f"{p}.attention.output.dense") + x,
+            w[f"{p}.attention.output.LayerNorm.weight"],
+            w[f"{p}.attention.output.LayerNorm.bias"],
+            eps,
+        )
         h = lin(x, f"{p}.intermediate.dense")
         h = 0.5 * h * (1.0 + _erf(h / math.sqrt(2.0)).astype(np.float64))
-        x = _layer_norm(lin(h, f"{p}.output.dense") + x, w[f"{p}.output.LayerNorm.weight"],
-                        w[f"{p}.output.LayerNorm.bias"], eps)
+        x = _layer_norm(
+            lin(h, f"{p}.output.dense") + x,
+            w[f"{p}.output.LayerNorm.weight"],
+            w[f"{p}.output.LayerNorm.bias"],
+            eps,
+        )
         pooled[i + 1] = (x * m[..., None]).sum(1) / m.sum(1, keepdims=True)
     last = pooled[cfg["num_hidden_layers"]]
     return last / np.linalg.norm(last, axis=1, keepdims=True), pooled
 
 
 # ------------------------------------------------------------------------------------ fixtures
+
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -111,6 +135,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------ export and reference
 
+
 def test_export_is_cached_under_a_fingerprinted_name(cache_dir: Path) -> None:
     first = ensure_model(cache_dir)
     mtime = first.stat().st_mtime_ns
@@ -121,8 +146,11 @@ def test_export_is_cached_under_a_fingerprinted_name(cache_dir: Path) -> None:
 
 
 def test_onnx_matches_numpy_reference(embedder: LocalEmbedder) -> None:
-    texts = ["hi", "Write a Python function that reverses a linked list, then explain it.",
-             "What is the capital of France?"]
+    texts = [
+        "hi",
+        "Write a Python function that reverses a linked list, then explain it.",
+        "What is the capital of France?",
+    ]
     ids, _ = embedder.tokenize(texts)
     width = max(map(len, ids))
     input_ids = np.zeros((len(ids), width), np.int64)
@@ -175,6 +203,7 @@ def test_padding_and_grouping_do_not_change_results(embedder: LocalEmbedder) -> 
 
 # ------------------------------------------------------------------------------------ windowing
 
+
 def test_window_keeps_head_and_tail() -> None:
     pieces = list(range(1000, 1300))
     out = window(pieces, 256, cls_id=101, sep_id=102)
@@ -207,6 +236,7 @@ def test_plan_batches_bounds_size_and_padding() -> None:
 
 
 # ------------------------------------------------------------------------------------- batcher
+
 
 def _fake_run(calls: list[list[str]], delay: float = 0.0) -> Any:
     def run(texts: list[str]) -> Encoded:
@@ -313,6 +343,7 @@ async def test_local_embedder_async_path(embedder: LocalEmbedder) -> None:
 
 # -------------------------------------------------------------------------------------- remote
 
+
 class _FakeEmbeddingsServer:
     """A real HTTP server: embedding of text t is [len(t), 1, 2, 3] (unnormalised)."""
 
@@ -325,8 +356,10 @@ class _FakeEmbeddingsServer:
         self.requests.append({"body": body, "auth": request.headers.get("Authorization")})
         if self.fail:
             return web.json_response({"error": "overloaded"}, status=503)
-        data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 2.0, 3.0]}
-                for i, t in enumerate(body["input"])]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 2.0, 3.0]}
+            for i, t in enumerate(body["input"])
+        ]
         return web.json_response({"object": "list", "data": data[::-1], "model": body["model"]})
 
 
@@ -367,8 +400,9 @@ async def test_remote_embedder_round_trip(
     assert got.features is got.embeddings
     assert got.token_counts.tolist() == [1, 1, 1, 3, 1]
     assert len(server.requests) == 1 + 3  # probe + ceil(5 / 2)
-    assert all(r["auth"] == "Bearer sekrit" and r["body"]["model"] == "mini"
-               for r in server.requests)
+    assert all(
+        r["auth"] == "Bearer sekrit" and r["body"]["model"] == "mini" for r in server.requests
+    )
 
 
 async def test_remote_embedder_sync_and_errors(
@@ -402,6 +436,7 @@ def test_remote_requires_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ------------------------------------------------------------------------- settings / factory
 
+
 def test_settings_validation() -> None:
     with pytest.raises(ValidationError):
         EmbeddingSettings(backend="remote", url="http://x/v1")  # no model
@@ -412,12 +447,12 @@ def test_settings_validation() -> None:
 
 
 def test_factory_builds_each_backend(cache_dir: Path) -> None:
-    remote = create_embedder(EmbeddingSettings(backend="remote", url="http://h/v1", model="m",
-                                               dim=8))
+    remote = create_embedder(
+        EmbeddingSettings(backend="remote", url="http://h/v1", model="m", dim=8)
+    )
     assert isinstance(remote, RemoteEmbedder) and remote.dim == 8
     assert remote.count_tokens("x" * 40) == 10
     local = create_embedder(EmbeddingSettings(cache_dir=str(cache_dir), max_tokens=64))
     assert isinstance(local, LocalEmbedder) and local.dim == 384
     ids, counts = local.tokenize([LONG_TEXT])
     assert len(ids[0]) == 64 and counts[0] > 2000
-

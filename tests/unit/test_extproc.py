@@ -449,7 +449,7 @@ def test_ext_proc_filter_settings(fail_open: bool) -> None:
     assert ext["failure_mode_allow"] is fail_open
     assert ext["message_timeout"] == "2.000s"
     assert ext["processing_mode"]["request_body_mode"] == "BUFFERED"
-    assert ext["processing_mode"]["response_header_mode"] == "SEND"
+    assert ext["processing_mode"]["response_header_mode"] == "SKIP"
     assert ext["grpc_service"] == {"envoy_grpc": {"cluster_name": "extproc"}}
     listener = boot["static_resources"]["listeners"][0]
     assert listener["per_connection_buffer_limit_bytes"] == (4 * 1024 + 64) * 1024

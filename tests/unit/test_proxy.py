@@ -96,6 +96,7 @@ async def test_sse_streams_chunk_by_chunk(router_url: str) -> None:
         assert response.status == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-semrouter-reasoning"] == "on"
+        assert response.headers["cache-control"] == "no-cache"
         events = []
         async for line in response.content:
             if line.startswith(b"data: "):

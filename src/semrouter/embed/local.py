@@ -80,9 +80,7 @@ class LocalEmbedder(Embedder):
         # Idle pool threads sleep instead of spinning: on a small box they would otherwise
         # take CPU from the event loop and the other workers between inference calls.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(
-            str(path), opts, providers=["CPUExecutionProvider"]
-        )
+        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         shapes = {o.name: o.shape for o in self._session.get_outputs()}
         self.dim = int(shapes["embedding"][1])
         self.feature_dim = int(shapes["features"][1])

@@ -132,7 +132,12 @@ def _layer_norm(g: _Graph, x: str, w: dict[str, np.ndarray], prefix: str, eps: f
 
 
 def _encoder_layer(
-    g: _Graph, x: str, shapes: dict[str, str], mask_bias: str, w: dict[str, np.ndarray], i: int,
+    g: _Graph,
+    x: str,
+    shapes: dict[str, str],
+    mask_bias: str,
+    w: dict[str, np.ndarray],
+    i: int,
     cfg: dict[str, Any],
 ) -> str:
     """One BERT layer on the (batch * seq, hidden) token matrix ``x``."""
@@ -142,17 +147,20 @@ def _encoder_layer(
     a = f"{p}.attention.self"
     # Q, K and V in one Gemm; the 1/sqrt(head_dim) score scale is folded into Q.
     scale = 1.0 / np.sqrt(hidden // heads)
-    qkv_w = np.concatenate([w[f"{a}.query.weight"] * scale, w[f"{a}.key.weight"],
-                            w[f"{a}.value.weight"]])
-    qkv_b = np.concatenate([w[f"{a}.query.bias"] * scale, w[f"{a}.key.bias"],
-                            w[f"{a}.value.bias"]])
+    qkv_w = np.concatenate(
+        [w[f"{a}.query.weight"] * scale, w[f"{a}.key.weight"], w[f"{a}.value.weight"]]
+    )
+    qkv_b = np.concatenate([w[f"{a}.query.bias"] * scale, w[f"{a}.key.bias"], w[f"{a}.value.bias"]])
     qkv = _linear(g, x, qkv_w, qkv_b, f"{a}.qkv")
     # (b*s, 3h) -> (3, b, heads, s, head_dim)
     qkv = g.op("Transpose", [g.op("Reshape", [qkv, shapes["qkv"]])], perm=[2, 0, 3, 1, 4])
-    q, k, v = (g.op("Gather", [qkv, g.const(f"{p}.index{j}", np.array(j, dtype=np.int64))],
-                    axis=0) for j in range(3))
-    scores = g.op("Add", [g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 1, 3, 2])]),
-                          mask_bias])
+    q, k, v = (
+        g.op("Gather", [qkv, g.const(f"{p}.index{j}", np.array(j, dtype=np.int64))], axis=0)
+        for j in range(3)
+    )
+    scores = g.op(
+        "Add", [g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 1, 3, 2])]), mask_bias]
+    )
     ctx = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])  # (b, heads, s, head_dim)
     ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), shapes["tokens"]])
     o = f"{p}.attention.output"
@@ -182,9 +190,9 @@ def build_model(model_dir: Path | None = None) -> onnx.ModelProto:
 
     # Embeddings. Every token has type 0, so that row is folded into the position table.
     word = g.const("embeddings.word_embeddings", w["embeddings.word_embeddings.weight"])
-    pos_table = w["embeddings.position_embeddings.weight"] + w[
-        "embeddings.token_type_embeddings.weight"
-    ][0]
+    pos_table = (
+        w["embeddings.position_embeddings.weight"] + w["embeddings.token_type_embeddings.weight"][0]
+    )
     pos = g.const("embeddings.position_plus_type0", pos_table.astype(np.float32))
     batch_seq = g.op("Shape", ["input_ids"])
     seq_len = g.op("Shape", ["input_ids"], start=1, end=2)
@@ -212,8 +220,9 @@ def build_model(model_dir: Path | None = None) -> onnx.ModelProto:
     mask_bias = g.op("Mul", [g.op("Sub", [ones, mask4]), fill])
     pool_w = g.op("Unsqueeze", [mask_f, axes1])  # (b, 1, s)
     tiny = g.const("count_floor", np.array(1e-9, dtype=np.float32))
-    count = g.op("Max", [g.op("ReduceSum", [pool_w, g.const("axes_m1", np.array([-1]))],
-                              keepdims=1), tiny])  # (b, 1, 1)
+    count = g.op(
+        "Max", [g.op("ReduceSum", [pool_w, g.const("axes_m1", np.array([-1]))], keepdims=1), tiny]
+    )  # (b, 1, 1)
     flat = g.const("pooled_shape", np.array([0, hidden], dtype=np.int64))
 
     def mean_pool(tokens: str) -> str:
@@ -227,8 +236,13 @@ def build_model(model_dir: Path | None = None) -> onnx.ModelProto:
             pooled[i + 1] = mean_pool(x)
 
     last = pooled[cfg["num_hidden_layers"]]
-    norm = g.op("Max", [g.op("ReduceL2", [last, axes1], keepdims=1),
-                        g.const("norm_floor", np.array(1e-12, dtype=np.float32))])
+    norm = g.op(
+        "Max",
+        [
+            g.op("ReduceL2", [last, axes1], keepdims=1),
+            g.const("norm_floor", np.array(1e-12, dtype=np.float32)),
+        ],
+    )
     g.op("Div", [last, norm], name="embedding")
     g.op("Concat", [pooled[i] for i in FEATURE_LAYERS], name="features", axis=1)
 
@@ -250,10 +264,13 @@ def build_model(model_dir: Path | None = None) -> onnx.ModelProto:
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="semrouter"
     )
     model.ir_version = 8
-    helper.set_model_props(model, {
-        "feature_layers": ",".join(map(str, FEATURE_LAYERS)),
-        "max_position_embeddings": str(cfg["max_position_embeddings"]),
-    })
+    helper.set_model_props(
+        model,
+        {
+            "feature_layers": ",".join(map(str, FEATURE_LAYERS)),
+            "max_position_embeddings": str(cfg["max_position_embeddings"]),
+        },
+    )
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -269,7 +286,11 @@ def quantize_int8(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
-        src, dst, op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True,
+        src,
+        dst,
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        reduce_range=True,
         weight_type=QuantType.QInt8,
     )
 

@@ -134,6 +134,31 @@ def _forward(model: ModelConfig) -> dict[str, Any]:
     }
 
 
+# The client sees the decision headers that ext_proc set on the request, copied by Envoy onto
+# the response: no third gRPC round trip per request (response_header_mode SKIP). Like
+# `semrouter serve`, the backend's cache-control is kept, else no-cache is sent.
+_DECISION_HEADERS = [
+    {
+        "header": {"key": name, "value": f"%REQ({name})%"},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        "keep_empty_value": False,
+    }
+    for name in (
+        "x-semrouter-model",
+        "x-semrouter-decision",
+        "x-semrouter-domain",
+        "x-semrouter-reasoning",
+        "x-semrouter-reasoning-effort",
+        "x-semrouter-route-ms",
+    )
+] + [
+    {
+        "header": {"key": "cache-control", "value": "no-cache"},
+        "append_action": "ADD_IF_ABSENT",
+    }
+]
+
+
 def _routes(config: RouterConfig, layouts: dict[str, BackendLayout]) -> list[dict[str, Any]]:
     routes = [
         _direct("health", "/health", 200, {"status": "ok"}),
@@ -149,6 +174,7 @@ def _routes(config: RouterConfig, layouts: dict[str, BackendLayout]) -> list[dic
                     "headers": [{"name": MODEL_HEADER, "string_match": {"exact": model.name}}],
                 },
                 "route": _forward(model),
+                "response_headers_to_add": _DECISION_HEADERS,
             }
         )
     default = next(m for m in config.models if m.name == config.default.model)
@@ -259,7 +285,7 @@ def _extproc_filter(options: EnvoyOptions) -> dict[str, Any]:
                 "request_header_mode": "SEND",
                 "request_body_mode": "BUFFERED",
                 "request_trailer_mode": "SKIP",
-                "response_header_mode": "SEND",
+                "response_header_mode": "SKIP",
                 "response_body_mode": "NONE",
                 "response_trailer_mode": "SKIP",
             },

@@ -135,9 +135,12 @@ class ProxyApp:
             return self._failed(error, route_headers)
         except ClientDisconnect:
             return Response(status_code=499)
-        headers = {**route_headers}
+        # The backend's cache policy if it states one, else no caching (as through Envoy).
+        headers = {
+            **route_headers,
+            "cache-control": upstream.headers.get("cache-control", "no-cache"),
+        }
         if upstream.is_event_stream:
-            headers["cache-control"] = "no-cache"
             return StreamingResponse(
                 self._relay(upstream.chunks()),
                 status_code=upstream.status,
