@@ -26,6 +26,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
     HeadersResponse,
     ProcessingResponse,
 )
+from tests.e2e.client import call, chat
 from tests.e2e.conftest import Tap, start_envoy, start_extproc
 from tests.servers import free_port
 
@@ -38,42 +39,6 @@ MATH = (
 SLOW_S = 3.0
 TIMEOUT_MS = 300
 LIMIT = 64 * 1024
-
-
-def call(
-    url: str,
-    payload: Any = None,
-    raw: bytes | None = None,
-    path: str = "/v1/chat/completions",
-    method: str | None = None,
-    chunked: bool = False,
-) -> tuple[int, dict[str, str], bytes]:
-    data: Any = (
-        raw if raw is not None else json.dumps(payload).encode() if payload is not None else None
-    )
-    if chunked:
-        data = iter([data])  # no Content-Length: urllib sends it chunked
-    request = urllib.request.Request(
-        url + path, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return (
-                response.status,
-                {k.lower(): v for k, v in response.headers.items()},
-                response.read(),
-            )
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
-
-
-def chat(text: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "model": "auto",
-        "messages": [{"role": "user", "content": text}],
-        "max_tokens": 16,
-        **extra,
-    }
 
 
 def error_of(status: int, raw: bytes) -> dict[str, str]:

@@ -6,9 +6,9 @@ import json
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tests.e2e.client import call, chat
 from tests.e2e.conftest import Tap, start_semrouter
 from tests.servers import free_port
 
@@ -18,33 +18,6 @@ MATH = (
     "Solve step by step: a train leaves at 3pm at 60 km/h, another at 4pm at 90 km/h "
     "from the same station. When does the second catch up?"
 )
-
-
-def call(
-    url: str, payload: Any, raw: bytes | None = None, path: str = "/v1/chat/completions"
-) -> tuple[int, dict[str, str], bytes]:
-    data = raw if raw is not None else json.dumps(payload).encode()
-    request = urllib.request.Request(
-        url + path, data=data, headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return (
-                response.status,
-                {k.lower(): v for k, v in response.headers.items()},
-                response.read(),
-            )
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
-
-
-def chat(text: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "model": "auto",
-        "messages": [{"role": "user", "content": text}],
-        "max_tokens": 24,
-        **extra,
-    }
 
 
 def test_multi_step_problem_reaches_reasoner_with_thinking_on(

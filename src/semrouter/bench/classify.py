@@ -36,6 +36,8 @@ from semrouter.bench.common import (
     peak_rss_mb,
     pyplot,
     run_metadata,
+    run_title,
+    save_figure,
     time_ms,
     write_json,
 )
@@ -356,16 +358,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         ax.set_ylabel("accuracy")
         ax.set_title(f"MMLU-Pro validation domain accuracy (n={mmlu['n']})")
         ax.legend(fontsize="small")
-    meta = result["meta"]
-    figure.suptitle(
-        f"semrouter bench classify — {meta['date']} {str(meta['commit'])[:10]} {meta['cpu']}",
-        fontsize="small",
-    )
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return True
+    return save_figure(figure, path, run_title("classify", result["meta"]))
 
 
 def _print_summary(result: dict[str, Any]) -> None:

@@ -163,6 +163,20 @@ def pyplot() -> Any:
     return plt
 
 
+def save_figure(figure: Any, path: Path, title: str) -> bool:
+    """Title a finished figure with the run, write it as PNG and release it."""
+    figure.suptitle(title, fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    pyplot().close(figure)
+    return True
+
+
+def run_title(bench: str, meta: dict[str, Any]) -> str:
+    return f"semrouter bench {bench} — {meta['date']} {str(meta['commit'])[:10]} {meta['cpu']}"
+
+
 # Sentences from several domains, cycled to build prompts of an exact token length.
 _CORPUS = (
     "The mitochondria produce most of the cell's supply of adenosine triphosphate through "

@@ -47,6 +47,8 @@ from semrouter.bench.common import (
     minilm_token_counter,
     pyplot,
     run_metadata,
+    run_title,
+    save_figure,
     write_json,
 )
 from semrouter.bench.wrk import WrkError, run_wrk, write_post_script, wrk_binary, wrk_version
@@ -634,16 +636,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
                 ax.set_title(f"{prompt} prompt, {'streaming' if stream else 'JSON'}")
             ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize="small")
-    meta = result["meta"]
-    figure.suptitle(
-        f"semrouter bench overhead — {meta['date']} {str(meta['commit'])[:10]} {meta['cpu']}",
-        fontsize="small",
-    )
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return True
+    return save_figure(figure, path, run_title("overhead", result["meta"]))
 
 
 def _csv(value: str) -> list[str]:

@@ -41,6 +41,8 @@ from semrouter.bench.common import (
     latency_summary,
     pyplot,
     run_metadata,
+    run_title,
+    save_figure,
     write_json,
 )
 
@@ -378,15 +380,8 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         ax.grid(True, axis="y", alpha=0.3)
     top.set_ylim(0, 1)
     settings, meta = result["settings"], result["meta"]
-    top.set_title(
-        f"{settings['model']} ({settings['family']}) — {meta['date']} {str(meta['commit'])[:10]}",
-        fontsize="small",
-    )
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return True
+    title = f"{settings['model']} ({settings['family']}) — {run_title('reasoning', meta)}"
+    return save_figure(figure, path, title)
 
 
 async def _run_jobs(
