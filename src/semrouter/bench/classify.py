@@ -45,7 +45,7 @@ from semrouter.config import ConfigError, RouterConfig, load_config
 from semrouter.config.schema import SignalsConfig
 from semrouter.embed.base import Embedder, Encoded
 from semrouter.pipeline.request import ChatRequest
-from semrouter.signals.engine import SignalEngine
+from semrouter.signals.engine import SignalEngine, head_input
 from semrouter.signals.heads import Head
 
 SIGNAL_KINDS = ("domain", "reasoning", "similarity", "keywords", "context")
@@ -100,10 +100,6 @@ def only(signals: SignalsConfig, kind: str) -> SignalsConfig:
     }
     update[kind] = getattr(signals, kind)
     return signals.model_copy(update=update)
-
-
-def _head_input(head: Head, encoded: Encoded) -> np.ndarray:
-    return encoded.embeddings if head.input_name == "embeddings" else encoded.features
 
 
 async def _time_route_async(
@@ -264,7 +260,8 @@ def compare(
             for side in (0, 1) if i % 2 == 0 else (1, 0):  # alternate who goes first
                 started = time.perf_counter()
                 if side == 0:
-                    probs = head.predict_proba(_head_input(head, embedder.encode_sync([text])))
+                    encoded = embedder.encode_sync([text])
+                    probs = head.predict_proba(head_input(head, encoded), encoded.token_ids)
                     predicted = head.classes[int(probs[0].argmax())]
                     our_ms.append((time.perf_counter() - started) * 1000)
                     ours.append((truth, predicted))

@@ -153,7 +153,7 @@ class SignalEngine:
             report.features = feature_row
         if self.domain_head is not None:
             probs = self.domain_head.predict_proba(
-                _head_input(self.domain_head, encoded), encoded.token_ids
+                head_input(self.domain_head, encoded), encoded.token_ids
             )
             threshold = self.config.domain.threshold
             classes = self.domain_head.classes
@@ -170,7 +170,7 @@ class SignalEngine:
                 report.fired.add(label)
         if self.reasoning_head is not None:
             positive = self.reasoning_head.classes.index("true")
-            probs = self.reasoning_head.predict_proba(_head_input(self.reasoning_head, encoded))
+            probs = self.reasoning_head.predict_proba(head_input(self.reasoning_head, encoded))
             for report, row in zip(reports, probs, strict=True):
                 p = float(row[positive])
                 report.reasoning_probability = p
@@ -188,5 +188,5 @@ class SignalEngine:
                         report.fired.add(name)
 
 
-def _head_input(head: Head, encoded: Encoded) -> np.ndarray:
+def head_input(head: Head, encoded: Encoded) -> np.ndarray:
     return encoded.embeddings if head.input_name == "embeddings" else encoded.features
