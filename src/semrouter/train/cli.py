@@ -26,6 +26,9 @@ def add_train_parser(
     )
     train.add_argument("--hidden", type=int, default=None, help="hidden units (0: linear head)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--quantize", action="store_true", help="train on the int8 encoder's features"
+    )
     train.set_defaults(func=func)
 
 
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from semrouter.train.heads import HeadSpec
 
-    embedder = create_embedder(EmbeddingSettings())
+    embedder = create_embedder(EmbeddingSettings(quantize=args.quantize))
     defaults = {"domain": 512, "reasoning": 128}
     spec = HeadSpec(
         hidden=defaults[args.what] if args.hidden is None else args.hidden, seed=args.seed

@@ -21,8 +21,10 @@ def _cache_dir() -> Path:
 
 def encode_texts(embedder: Embedder, texts: Sequence[str], batch_size: int = 64) -> Encoded:
     """Encode texts in batches; results are cached under the cache dir keyed by the texts."""
-    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:24]
-    path = _cache_dir() / f"{type(embedder).__name__}-{embedder.feature_dim}-{digest}-v2.npz"
+    # The key names the exact model file too: fp32 and int8 features must not be mixed up.
+    model = str(getattr(embedder, "model_path", type(embedder).__name__))
+    digest = hashlib.sha256("\x00".join([model, *texts]).encode()).hexdigest()[:24]
+    path = _cache_dir() / f"{type(embedder).__name__}-{embedder.feature_dim}-{digest}-v3.npz"
     if path.is_file():
         with np.load(path) as data:
             ids = tuple(np.split(data["token_ids"], data["token_offsets"][1:-1]))
