@@ -41,5 +41,6 @@ def create_embedder(settings: EmbeddingSettings | None = None) -> Embedder:
         batch_size=settings.batch_size,
         batch_wait_ms=settings.batch_wait_ms,
         quantize=settings.quantize,
+        spelling=settings.spelling,
         cache_dir=settings.cache_dir,
     )

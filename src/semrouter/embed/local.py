@@ -4,7 +4,8 @@ Owns tokenisation, windowing and batching for the exported graph (see ``onnx_exp
 Texts longer than ``max_tokens`` wordpieces (special tokens included) keep a head and a tail
 window, ``[CLS] + first k + last k + [SEP]``, so a 2,000-token prompt costs no more than a
 256-token one; ``token_counts`` still reports the full length. Each batch is sorted by length
-and split where padding to the longest item would waste too much work.
+and split where padding to the longest item would waste too much work. With ``spelling`` on,
+misspelt words are corrected before tokenisation (see ``spelling``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tokenizers import Tokenizer
 from semrouter.embed.base import Embedder, Encoded
 from semrouter.embed.batcher import MicroBatcher
 from semrouter.embed.onnx_export import ensure_model, tokenizer_path
+from semrouter.embed.spelling import SpellingNormaliser, shipped_vocabulary
 
 MAX_POSITIONS = 512
 
@@ -66,6 +68,7 @@ class LocalEmbedder(Embedder):
         batch_size: int = 32,
         batch_wait_ms: float = 2.0,
         quantize: bool = False,
+        spelling: bool = True,
         cache_dir: str | Path | None = None,
     ) -> None:
         if not 8 <= max_tokens <= MAX_POSITIONS:
@@ -89,6 +92,14 @@ class LocalEmbedder(Embedder):
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path()))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
+        self._spelling: SpellingNormaliser | None = None
+        self.fingerprint = str(path)
+        """Identifies what this engine computes: the model file and the spelling vocabulary."""
+        if spelling:
+            vocabulary = shipped_vocabulary()
+            whole_words = (w for w in self._tokenizer.get_vocab() if w.isalpha() and w.isascii())
+            self._spelling = SpellingNormaliser.load(vocabulary, whole_words)
+            self.fingerprint += f"+spelling:{self._spelling.digest}"
         self._cls = self._special_id("[CLS]")
         self._sep = self._special_id("[SEP]")
         self._pad = self._special_id("[PAD]")
@@ -123,6 +134,8 @@ class LocalEmbedder(Embedder):
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
         """Windowed model inputs per text, and each text's wordpiece count before windowing."""
+        if self._spelling is not None:
+            texts = [self._spelling(text) for text in texts]
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         counts = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
         ids = [window(e.ids, self.max_tokens, self._cls, self._sep) for e in encodings]

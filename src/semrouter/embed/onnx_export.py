@@ -278,17 +278,28 @@ def build_model(model_dir: Path | None = None) -> onnx.ModelProto:
 def quantize_int8(src: Path, dst: Path) -> None:
     """Dynamic int8 quantisation of the linear layers (activations quantised per call).
 
-    Opt-in only: measured 1.3-1.6x faster than fp32 on a 2-core AVX2 box, but cosine with the
-    fp32 embedding is 0.992 on average and as low as 0.95 for some very short prompts
-    (per-tensor activation scales); the shipped heads agreed on 98-100% of validation prompts.
+    Every MatMul except the FFN down-projections (``encoder.layer.*.output.dense``) is
+    quantised: their inputs are GELU outputs, whose outliers make per-tensor activation
+    scales lossy. Measured on a 2-core AVX2 box against fp32 (300 MMLU-Pro questions): 1.33x
+    faster for 20 tokens (4.4 vs 5.9 ms) with feature cosine 0.9986 mean / 0.9966 min, where
+    quantising those too is 1.59x faster but loses twice as much (0.9963 / 0.9924).
     ``reduce_range`` avoids u8s8 saturation on CPUs without VNNI.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    graph = onnx.load(src, load_external_data=False).graph
+    down_projections = [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul"
+        and node.input[1].endswith(".output.dense.weight_t")
+        and ".attention." not in node.input[1]
+    ]
     quantize_dynamic(
         src,
         dst,
         op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=down_projections,
         per_channel=True,
         reduce_range=True,
         weight_type=QuantType.QInt8,

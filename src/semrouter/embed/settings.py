@@ -11,7 +11,8 @@ class EmbeddingSettings(BaseModel):
     """Which embedding backend to run and how.
 
     local: all-MiniLM-L6-v2 exported to ONNX (built once into ``cache_dir``), run by
-    onnxruntime with ``threads`` intra-op threads; ``quantize`` selects the int8 model.
+    onnxruntime with ``threads`` intra-op threads; ``quantize`` selects the int8 model;
+    ``spelling`` corrects misspelt words before encoding.
     remote: an OpenAI-compatible ``POST {url}/embeddings`` serving ``model``; the API key is
     read from the environment variable named by ``api_key_env``.
     """
@@ -26,6 +27,9 @@ class EmbeddingSettings(BaseModel):
         2.0, ge=0, le=1000, description="longest a queued request waits for a batch to fill"
     )
     quantize: bool = Field(False, description="use the int8 dynamically quantised model (local)")
+    spelling: bool = Field(
+        True, description="correct misspelt words before encoding (local; see embed.spelling)"
+    )
     cache_dir: str | None = Field(None, description="default $SEMROUTER_CACHE_DIR or ~/.cache")
     url: str | None = Field(None, description="base URL of the remote API, e.g. http://h/v1")
     model: str | None = Field(None, description="model name sent to the remote API")

@@ -1,4 +1,8 @@
-"""`semrouter train domain|reasoning|selector`: rebuild the shipped heads from the data."""
+"""`semrouter train vocabulary|domain|reasoning|selector`: rebuild the shipped artifacts.
+
+The vocabulary (spelling normalisation) comes first: the heads are trained on the text the
+encoder reads after it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ def add_train_parser(
     commands: argparse._SubParsersAction, func: Callable[[argparse.Namespace], int]
 ) -> None:
     train = commands.add_parser("train", help="train a learned head from the shared data")
-    train.add_argument("what", choices=["domain", "reasoning", "selector"])
+    train.add_argument("what", choices=["vocabulary", "domain", "reasoning", "selector"])
     train.add_argument(
         "--data-dir", type=Path, default=DEFAULT_MMLU_DIR, help="MMLU-Pro data folder"
     )
@@ -38,6 +42,14 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = args.out_dir or Path(str(SHIPPED))
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.what == "vocabulary":
+        from semrouter.embed.spelling import VOCABULARY_FILE, count_words, write_vocabulary
+        from semrouter.train.data import training_texts
+
+        counts = count_words(training_texts(args.data_dir / "questions.jsonl"))
+        write_vocabulary(counts, out_dir / VOCABULARY_FILE)
+        print(f"wrote {out_dir / VOCABULARY_FILE}: {len(counts)} words")
+        return 0
     if args.what == "selector":
         from semrouter.train.selector import train_selector
 
@@ -54,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
     from semrouter.train.heads import HeadSpec
 
+    # Heads learn from the texts as written and are validated as the router reads requests.
     embedder = create_embedder(EmbeddingSettings(quantize=args.quantize))
+    learner = create_embedder(EmbeddingSettings(quantize=args.quantize, spelling=False))
     defaults = {"domain": 512, "reasoning": 128}
     spec = HeadSpec(
         hidden=defaults[args.what] if args.hidden is None else args.hidden, seed=args.seed
@@ -62,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "domain":
         from semrouter.train.domain import train_domain
 
-        head, report = train_domain(embedder, args.data_dir / "questions.jsonl", spec)
+        head, report = train_domain(embedder, learner, args.data_dir / "questions.jsonl", spec)
     else:
         from semrouter.train.reasoning import train_reasoning
 
-        head, report = train_reasoning(embedder, spec)
+        head, report = train_reasoning(embedder, learner, spec)
     path = out_dir / f"{args.what}_head.npz"
     head.save(path)
     for line in report.lines():

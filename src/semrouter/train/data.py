@@ -56,3 +56,11 @@ def chat_examples(name: str, validation: bool) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"missing chat data set {path}")
     return list(read_jsonl(path))
+
+
+def training_texts(questions_path: Path) -> list[str]:
+    """Every training text: MMLU-Pro train-split questions and the chat training sets."""
+    texts = [q.text for q in mmlu_questions(questions_path, validation=False)]
+    for name in ("chat_domain", "chat_reasoning"):
+        texts += [c["text"] for c in chat_examples(name, validation=False)]
+    return texts

@@ -5,7 +5,12 @@ subject (`src`, e.g. `ori_mmlu-high_school_biology`, `stemez-Physics`) and, for 
 a separate 'chat:<domain>' label, since chat queries look nothing like exam questions. Their
 probabilities are summed back into the 14 categories. A lexical expert on the same pass's
 wordpieces is mixed in (see semrouter.signals.heads). Training texts are doubled with a
-typo'd copies of each, for robustness to misspellings.
+typo'd copy of each, for robustness to misspellings.
+
+The heads learn from the texts as written (``learner``: spelling normalisation off), typos
+included, and are validated the way the router reads requests (``embedder``: normalisation
+on). Training on normalised texts instead measured worse (MMLU-Pro 0.8505, chat 0.9589, typo
+flips 0.034), since most typo'd copies then collapse back into duplicates of the original.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ class DomainReport:
 
 
 def train_domain(
-    embedder: Embedder, questions_path: Path, spec: HeadSpec
+    embedder: Embedder, learner: Embedder, questions_path: Path, spec: HeadSpec
 ) -> tuple[Head, DomainReport]:
     questions = mmlu_questions(questions_path, validation=False)
     chat = chat_examples("chat_domain", validation=False)
@@ -62,7 +67,7 @@ def train_domain(
     texts += [perturb(t, rng) for _ in range(TYPO_COPIES) for t in texts]
     copies = TYPO_COPIES + 1
     labels, fine, weights = labels * copies, fine * copies, np.tile(weights, copies)
-    encoded = encode_texts(embedder, texts)
+    encoded = encode_texts(learner, texts)
     head = fit_head(
         encoded.features,
         labels,

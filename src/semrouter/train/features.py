@@ -21,8 +21,8 @@ def _cache_dir() -> Path:
 
 def encode_texts(embedder: Embedder, texts: Sequence[str], batch_size: int = 64) -> Encoded:
     """Encode texts in batches; results are cached under the cache dir keyed by the texts."""
-    # The key names the exact model file too: fp32 and int8 features must not be mixed up.
-    model = str(getattr(embedder, "model_path", type(embedder).__name__))
+    # The key names what the engine computes too (model file, spelling vocabulary).
+    model = str(getattr(embedder, "fingerprint", type(embedder).__name__))
     digest = hashlib.sha256("\x00".join([model, *texts]).encode()).hexdigest()[:24]
     path = _cache_dir() / f"{type(embedder).__name__}-{embedder.feature_dim}-{digest}-v3.npz"
     if path.is_file():

@@ -32,10 +32,13 @@ def _labels(examples: list[dict[str, object]]) -> list[str]:
     return ["true" if e["reasoning"] else "false" for e in examples]
 
 
-def train_reasoning(embedder: Embedder, spec: HeadSpec) -> tuple[Head, ReasoningReport]:
+def train_reasoning(
+    embedder: Embedder, learner: Embedder, spec: HeadSpec
+) -> tuple[Head, ReasoningReport]:
+    """Train on ``learner``'s features of the texts as written; validate with ``embedder``."""
     train = chat_examples("chat_reasoning", validation=False)
     labels = _labels(train)
-    x = encode_texts(embedder, [e["text"] for e in train]).features
+    x = encode_texts(learner, [e["text"] for e in train]).features
     head = fit_head(x, labels, CLASSES, spec)
     validation = chat_examples("chat_reasoning", validation=True)
     val_acc = accuracy(
