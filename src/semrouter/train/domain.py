@@ -38,6 +38,7 @@ class DomainReport:
     mmlu_validation_accuracy: float
     chat_validation_accuracy: float
     typo_flip_rate: float
+    mmlu_typo_flip_rate: float
     train_size: int
     mix: float
 
@@ -48,6 +49,7 @@ class DomainReport:
             f"{self.mmlu_validation_accuracy:.4f}",
             f"chat validation accuracy: {self.chat_validation_accuracy:.4f}",
             f"typo/casing flip rate on the chat validation set: {self.typo_flip_rate:.4f}",
+            f"typo/casing flip rate on the MMLU-Pro validation set: {self.mmlu_typo_flip_rate:.4f}",
             f"lexical expert mix: {self.mix:.2f}",
         ]
 
@@ -89,12 +91,12 @@ def train_domain(
     val_questions = mmlu_questions(questions_path, validation=True)
     val_chat = chat_examples("chat_domain", validation=True)
     chat_texts = [c["text"] for c in val_chat]
+    mmlu_texts = [q.text for q in val_questions]
     report = DomainReport(
-        mmlu_validation_accuracy=evaluate(
-            [q.text for q in val_questions], [q.category for q in val_questions]
-        ),
+        mmlu_validation_accuracy=evaluate(mmlu_texts, [q.category for q in val_questions]),
         chat_validation_accuracy=evaluate(chat_texts, [c["domain"] for c in val_chat]),
         typo_flip_rate=flip_rate(predict, chat_texts, seed=spec.seed),
+        mmlu_typo_flip_rate=flip_rate(predict, mmlu_texts, seed=spec.seed),
         train_size=len(texts),
         mix=head.mix,
     )
