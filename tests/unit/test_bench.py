@@ -331,6 +331,31 @@ def test_overhead_summary_takes_medians_of_per_round_deltas_and_checks_targets()
     assert "envoy-extproc: not measured: n/a" in markdown
 
 
+def test_overhead_ext_proc_gap_is_paired_by_round() -> None:
+    """(Envoy + ext_proc − Envoy) − (semrouter − direct), per round, then the median."""
+    short = overhead.Scenario("short", True, 1)
+    p50s = {  # round -> arm -> p50
+        0: {"direct": 1.0, "semrouter": 9.0, "envoy": 1.5, "envoy-extproc": 10.0},  # gap 0.5
+        1: {"direct": 1.0, "semrouter": 12.0, "envoy": 1.5, "envoy-extproc": 15.5},  # gap 3.0
+        2: {"direct": 1.0, "semrouter": 8.0, "envoy": 1.5, "envoy-extproc": 9.7},  # gap 1.2
+        3: {"direct": 1.0, "semrouter": 8.0, "envoy-extproc": 30.0},  # no Envoy run: unpaired
+    }
+    runs = [
+        _wrk_run(r, arm, short.key, value, value, 100)
+        for r, arms in p50s.items()
+        for arm, value in arms.items()
+    ]
+    table = overhead.summarise(runs, list(overhead.EXTPROC_GAP_ARMS), [short])
+    assert table[0]["extproc_gap_ms"] == 1.2
+    checks = {c["check"]: (c["value"], c["pass"]) for c in overhead.evaluate_checks(table)}
+    assert checks["ext_proc gap"] == (1.2, True)
+    without_envoy = [r for r in runs if not r["arm"].startswith("envoy")]
+    assert (
+        overhead.summarise(without_envoy, ["direct", "semrouter"], [short])[0]["extproc_gap_ms"]
+        is None
+    )
+
+
 def test_overhead_envoy_and_litellm_configs_point_at_the_backend() -> None:
     bootstrap = overhead.envoy_bootstrap(10000, 10001, 9000)
     cluster = bootstrap["static_resources"]["clusters"][0]

@@ -11,7 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +70,11 @@ def request_headers(
     method: str = "POST",
     end: bool = False,
     response_body_mode: int | None = None,
+    streamed: bool = False,
     **extra: str,
 ) -> ProcessingRequest:
+    """The first message; ``streamed``: as `semrouter envoy-config` sets the filter up (request
+    body STREAMED, sent without waiting for the headers answer), else a BUFFERED request body."""
     pairs = {
         ":method": method,
         ":path": path,
@@ -81,10 +84,12 @@ def request_headers(
     message = ProcessingRequest(
         request_headers=HttpHeaders(headers=header_map({**pairs, **extra}), end_of_stream=end)
     )
-    if response_body_mode is not None:
+    if response_body_mode is not None or streamed:
         message.protocol_config.CopyFrom(
             ProtocolConfiguration(
-                request_body_mode=ProcessingMode.BUFFERED, response_body_mode=response_body_mode
+                request_body_mode=ProcessingMode.STREAMED if streamed else ProcessingMode.BUFFERED,
+                response_body_mode=response_body_mode or ProcessingMode.NONE,
+                send_body_without_waiting_for_header_response=streamed,
             )
         )
     return message
@@ -105,14 +110,26 @@ def chat(text: str, model: str = "auto", **extra: Any) -> bytes:
     ).encode()
 
 
+class StreamContext:
+    """What `Process` uses of a grpc.aio stream's context: read() until EOF, write()."""
+
+    def __init__(self, messages: Iterable[ProcessingRequest]) -> None:
+        self.incoming = iter(messages)
+        self.written: list[ProcessingResponse] = []
+
+    async def read(self) -> Any:
+        return next(self.incoming, grpc.aio.EOF)
+
+    async def write(self, message: ProcessingResponse) -> None:
+        self.written.append(message)
+
+
 async def drive(
     servicer: ExtProcServicer, messages: Iterable[ProcessingRequest]
 ) -> list[ProcessingResponse]:
-    async def stream() -> AsyncIterator[ProcessingRequest]:
-        for message in messages:
-            yield message
-
-    return [r async for r in servicer.Process(stream(), None)]  # type: ignore[arg-type]
+    context = StreamContext(messages)
+    await servicer.Process(None, context)  # type: ignore[arg-type]
+    return context.written
 
 
 def mutations(common: Any) -> dict[str, str]:
@@ -250,6 +267,65 @@ async def test_refused_at_request_headers_like_the_proxy(
 async def test_body_cut_at_the_filters_buffer_is_too_large(servicer: ExtProcServicer) -> None:
     replies = await drive(servicer, [request_headers(), request_body(b'{"model": "au', end=False)])
     assert replies[1].immediate_response.status.code == 413
+
+
+async def test_streamed_body_is_answered_headers_last() -> None:
+    """With the body streamed without waiting, the headers answer (which Envoy routes on) waits
+    for the whole body; then every chunk is answered, the last one carrying the new body."""
+    config = minimal_config()
+    config["models"][0]["endpoints"] = [{"url": "http://fast:8000/openai/v1"}]
+    servicer = ExtProcServicer(Router(parse_config(config, env={})))
+    raw = chat("hi", model="fast")
+    replies = await drive(
+        servicer,
+        [
+            request_headers(path=CHAT + "?trace=1", streamed=True),
+            request_body(raw[:10], end=False),
+            request_body(raw[10:], end=False),
+            request_body(b"", end=True),
+        ],
+    )
+    kinds = [r.WhichOneof("response") for r in replies]
+    assert kinds == ["request_headers", "request_body", "request_body", "request_body"]
+    answer = replies[0].request_headers.response
+    headers = mutations(answer)
+    assert answer.clear_route_cache
+    assert headers["x-semrouter-model"] == "fast"
+    assert headers[":path"] == "/openai/v1/chat/completions?trace=1"
+    assert [r.request_body.response.body_mutation.clear_body for r in replies[1:3]] == [True, True]
+    payload = replies[3].request_body.response.body_mutation.body
+    assert json.loads(payload)["model"] == "fast-id"
+    assert headers["content-length"] == str(len(payload))
+
+
+async def test_streamed_body_over_the_limit_is_refused_before_it_ends(
+    servicer: ExtProcServicer,
+) -> None:
+    chunk = b"x" * (LIMIT // 2 + 1)
+    replies = await drive(
+        servicer,
+        [
+            request_headers(streamed=True),
+            request_body(chunk, end=False),
+            request_body(chunk, end=False),
+            request_body(chunk, end=True),
+        ],
+    )
+    assert len(replies) == 1  # nothing answered before the refusal, nothing after
+    answer = replies[0].immediate_response
+    assert (answer.status.code, json.loads(answer.body)["error"]["code"]) == (
+        413,
+        "request_too_large",
+    )
+
+
+async def test_streamed_bad_body_gets_the_proxys_error(
+    config: RouterConfig, servicer: ExtProcServicer
+) -> None:
+    replies = await drive(servicer, [request_headers(streamed=True), request_body(b"{oops")])
+    assert len(replies) == 1
+    answer = replies[0].immediate_response
+    assert (answer.status.code, answer.body) == await proxy_answer(config, b"{oops")
 
 
 async def test_unexpected_failure_is_an_internal_error(
@@ -448,7 +524,8 @@ def test_ext_proc_filter_settings(fail_open: bool) -> None:
     ext = hcm["http_filters"][0]["typed_config"]
     assert ext["failure_mode_allow"] is fail_open
     assert ext["message_timeout"] == "2.000s"
-    assert ext["processing_mode"]["request_body_mode"] == "BUFFERED"
+    assert ext["processing_mode"]["request_body_mode"] == "STREAMED"
+    assert ext["send_body_without_waiting_for_header_response"] is True
     assert ext["processing_mode"]["response_header_mode"] == "SKIP"
     assert ext["grpc_service"] == {"envoy_grpc": {"cluster_name": "extproc"}}
     listener = boot["static_resources"]["listeners"][0]

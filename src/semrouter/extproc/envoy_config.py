@@ -283,13 +283,15 @@ def _extproc_filter(options: EnvoyOptions) -> dict[str, Any]:
             "status_on_error": {"code": EXTPROC_ERROR_STATUS},
             "processing_mode": {
                 "request_header_mode": "SEND",
-                "request_body_mode": "BUFFERED",
+                "request_body_mode": "STREAMED",
                 "request_trailer_mode": "SKIP",
                 "response_header_mode": "SKIP",
                 "response_body_mode": "NONE",
                 "response_trailer_mode": "SKIP",
             },
             "allow_mode_override": True,
+            # One round trip: the processor answers the headers once it has the whole body.
+            "send_body_without_waiting_for_header_response": True,
         },
     }
 

@@ -5,11 +5,19 @@ HTTP request and sends it the request and response piece by piece. For a chat-co
 
   request headers   remembered; what the HTTP proxy refuses before reading a body is refused here
                     too (wrong method, Content-Length over router.max_body_bytes, no body).
-  request body      (the filter runs with request_body_mode BUFFERED) parse → Router.route →
-                    Router.rewrite, exactly as `semrouter serve` does. The answer replaces the body,
-                    fixes content-length, sets the x-semrouter-* decision headers, the backend's
-                    :path and (with `api_key_env`) authorization, and clears the route cache so
-                    Envoy's route table picks the backend cluster from x-semrouter-model.
+  request body      parse → Router.route → Router.rewrite, exactly as `semrouter serve` does. The
+                    answer replaces the body, fixes content-length, sets the x-semrouter-* decision
+                    headers, the backend's :path and (with `api_key_env`) authorization, and clears
+                    the route cache so Envoy's route table picks the backend cluster from
+                    x-semrouter-model. Two ways to receive the body, as the filter says in its
+                    protocol_config:
+                    - STREAMED and sent without waiting for the headers answer (the bootstrap of
+                      `semrouter envoy-config`): one round trip. The headers answer is held back
+                      until the body has ended and carries the header changes (Envoy routes when
+                      it gets it); each body chunk is then answered, the last with the new body.
+                      A body growing past the limit is refused as soon as it does.
+                    - BUFFERED: the headers are answered at once, the whole body comes in one
+                      message and its answer carries the header changes.
   response headers  the decision headers again, for the client. An event stream is switched to
                     streamed body processing when the filter would otherwise buffer the body.
 
@@ -146,10 +154,20 @@ class Exchange:
         self.passthrough = False
         self.route: Route | None = None
         self.response_body_mode: int | None = None  # as the filter is configured, when it says
+        # Envoy streams the body without waiting for our headers answer: that answer waits for
+        # the body instead (so the route is known when Envoy routes), then one answer per chunk.
+        self.answer_headers_last = False
+        self.chunks: list[bytes] = []
+        self.received = 0
 
-    async def handle(self, message: ProcessingRequest) -> ProcessingResponse:
+    async def handle(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         if message.HasField("protocol_config"):
-            self.response_body_mode = message.protocol_config.response_body_mode
+            config = message.protocol_config
+            self.response_body_mode = config.response_body_mode
+            self.answer_headers_last = (
+                config.request_body_mode == ProcessingMode.STREAMED
+                and config.send_body_without_waiting_for_header_response
+            )
         kind = message.WhichOneof("request")
         try:
             if kind == "request_headers":
@@ -157,31 +175,71 @@ class Exchange:
             if kind == "request_body" and not self.passthrough:
                 return await self.on_request_body(message.request_body)
             if kind == "response_headers":
-                return self.on_response_headers(message.response_headers)
+                return [self.on_response_headers(message.response_headers)]
         except RouterError as error:
-            return immediate(error)
+            return [immediate(error)]
         except Exception:
             log.exception("unexpected error while processing a request")
-            return immediate(internal_error())
-        return ProcessingResponse(**{kind: _EMPTY_ANSWER[kind]()})
+            return [immediate(internal_error())]
+        return [ProcessingResponse(**{kind: _EMPTY_ANSWER[kind]()})]
 
-    def on_request_headers(self, headers: HttpHeaders) -> ProcessingResponse:
+    def on_request_headers(self, headers: HttpHeaders) -> list[ProcessingResponse]:
         self.request_headers = header_dict(headers)
         path = self.request_headers.get(":path", "").partition("?")[0]
         if not path.endswith(CHAT_SUFFIX):
             self.passthrough = True
-            return ProcessingResponse(request_headers=HeadersResponse(), mode_override=PASS_THROUGH)
+            return [
+                ProcessingResponse(request_headers=HeadersResponse(), mode_override=PASS_THROUGH)
+            ]
         if self.request_headers.get(":method") != "POST":
             raise method_not_allowed()
         check_content_length(self.request_headers.get("content-length"), self.limit)
         if headers.end_of_stream:
             parse_chat_request(b"", self.limit)  # raises the proxy's "body is empty" error
-        return ProcessingResponse(request_headers=HeadersResponse())
+        if self.answer_headers_last:
+            return []
+        return [ProcessingResponse(request_headers=HeadersResponse())]
 
-    async def on_request_body(self, body: HttpBody) -> ProcessingResponse:
-        if not body.end_of_stream:
+    async def on_request_body(self, body: HttpBody) -> list[ProcessingResponse]:
+        if not self.answer_headers_last:
+            if not body.end_of_stream:
+                raise body_over_buffer(self.limit)  # BUFFERED: the filter's buffer overflowed
+            return [
+                ProcessingResponse(
+                    request_body=BodyResponse(response=await self.rewrite(body.body))
+                )
+            ]
+        self.chunks.append(body.body)
+        self.received += len(body.body)
+        if self.received > self.limit:
             raise body_over_buffer(self.limit)
-        chat = parse_chat_request(body.body, self.limit)
+        if not body.end_of_stream:
+            return []
+        answer = await self.rewrite(b"".join(self.chunks))
+        cleared = ProcessingResponse(
+            request_body=BodyResponse(
+                response=CommonResponse(body_mutation=BodyMutation(clear_body=True))
+            )
+        )
+        return [
+            ProcessingResponse(
+                request_headers=HeadersResponse(
+                    response=CommonResponse(
+                        header_mutation=answer.header_mutation, clear_route_cache=True
+                    )
+                )
+            ),
+            *[cleared] * (len(self.chunks) - 1),
+            ProcessingResponse(
+                request_body=BodyResponse(
+                    response=CommonResponse(body_mutation=answer.body_mutation)
+                )
+            ),
+        ]
+
+    async def rewrite(self, raw: bytes) -> CommonResponse:
+        """The pipeline on a whole body: its rewrite, and the headers Envoy routes on."""
+        chat = parse_chat_request(raw, self.limit)
         route = await self.router.route(chat)
         self.route = route
         payload = orjson.dumps(self.router.rewrite(chat, route))
@@ -194,14 +252,10 @@ class Exchange:
         if key:
             headers["authorization"] = f"Bearer {key}"
         log.debug("routed to %s (%s)", route.model.name, headers["x-semrouter-decision"])
-        return ProcessingResponse(
-            request_body=BodyResponse(
-                response=CommonResponse(
-                    header_mutation=set_headers(headers),
-                    body_mutation=BodyMutation(body=payload),
-                    clear_route_cache=True,
-                )
-            )
+        return CommonResponse(
+            header_mutation=set_headers(headers),
+            body_mutation=BodyMutation(body=payload),
+            clear_route_cache=True,
         )
 
     def on_response_headers(self, headers: HttpHeaders) -> ProcessingResponse:
@@ -223,13 +277,14 @@ class ExtProcServicer(external_processor_pb2_grpc.ExternalProcessorServicer):
 
     async def Process(
         self, request_iterator: AsyncIterator[ProcessingRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[ProcessingResponse]:
+    ) -> None:
+        # read()/write() on the context: cheaper per message than async iterators in grpc.aio
         exchange = Exchange(self.router, self.backends)
-        async for message in request_iterator:
-            response = await exchange.handle(message)
-            yield response
-            if response.HasField("immediate_response"):
-                return
+        while (message := await context.read()) is not grpc.aio.EOF:
+            for response in await exchange.handle(message):
+                await context.write(response)
+                if response.HasField("immediate_response"):
+                    return
 
 
 @dataclass(slots=True)
