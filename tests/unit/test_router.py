@@ -95,6 +95,11 @@ def test_offline_batch_routing_matches_online() -> None:
     [
         ("any", False, "please PROVE it", True),
         ("any", False, "improve it", False),  # literals match whole words only
+        ("any", False, "improve it, then prove it", True),  # a later whole word still counts
+        ("any", False, "integrals, proven", False),
+        ("any", False, "(prove)", True),
+        ("any", False, "Ça va ? Please PROVE it", True),  # non-ASCII text: the direct scan
+        ("any", False, "Ça va ? improve it", False),
         ("all", False, "prove the integral", True),
         ("all", False, "prove it", False),
         ("any", True, "x = 42", True),
@@ -107,3 +112,14 @@ def test_keyword_rules(match: str, regex: bool, text: str, fired: bool) -> None:
     patterns = [r"\d+"] if regex else ["prove", "integral"]
     rule = KeywordRule(KeywordSignalConfig(name="k", patterns=patterns, regex=regex, match=match))
     assert rule.matches(text) is fired
+
+
+def test_case_sensitive_keyword_rule() -> None:
+    from semrouter.config.schema import KeywordSignalConfig
+    from semrouter.signals.engine import KeywordRule
+
+    rule = KeywordRule(KeywordSignalConfig(name="k", patterns=["SQL", "C++"], case_sensitive=True))
+    assert rule.matches("optimise this SQL query")
+    assert rule.matches("a C++ template")
+    assert not rule.matches("optimise this sql query")
+    assert not rule.matches("MySQL is slow")  # whole words
