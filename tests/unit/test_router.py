@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import minimal_config
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from semrouter.config import parse_config
 from semrouter.pipeline.errors import RouterError
@@ -123,3 +124,20 @@ def test_case_sensitive_keyword_rule() -> None:
     assert rule.matches("a C++ template")
     assert not rule.matches("optimise this sql query")
     assert not rule.matches("MySQL is slow")  # whole words
+
+
+async def test_a_started_router_keeps_blas_single_threaded() -> None:
+    def blas_threads() -> list[int]:
+        return [
+            c.num_threads for c in ThreadpoolController().select(user_api="blas").lib_controllers
+        ]
+
+    before = blas_threads()
+    assert before, "numpy links a BLAS"
+    r = router()
+    try:
+        await r.start()
+        assert blas_threads() == [1] * len(before)
+    finally:
+        await r.close()
+        threadpool_limits(max(before), user_api="blas")
