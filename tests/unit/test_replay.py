@@ -20,6 +20,7 @@ from semrouter.bench.replay import (
     evaluate_choice,
     load_outcome_table,
     oracle_point,
+    privileged_points,
     random_mix_points,
     replay,
     single_model_points,
@@ -30,17 +31,21 @@ MODELS = ("small", "medium", "large")
 PARAMS = np.array([1.0, 4.0, 10.0])
 
 
-def make_table(correct: list[list[float]], categories: Sequence[str] | None = None) -> OutcomeTable:
+def make_table(
+    correct: list[list[float]],
+    categories: Sequence[str] | None = None,
+    models: tuple[str, ...] = MODELS,
+) -> OutcomeTable:
     n = len(correct)
     return OutcomeTable(
         question_ids=tuple(str(i) for i in range(n)),
         questions=tuple(f"question {i}" for i in range(n)),
         categories=np.array(categories or ["math"] * n),
         prompt_chars=np.full(n, 36.0),
-        models=MODELS,
+        models=models,
         correct=np.array(correct, dtype=float),
-        output_chars=np.full((n, len(MODELS)), 4.0),
-        active_params_b=PARAMS,
+        output_chars=np.full((n, len(models)), 4.0),
+        active_params_b=PARAMS if models == MODELS else np.ones(len(models)),
     )
 
 
@@ -72,7 +77,7 @@ def test_single_models_and_oracle() -> None:
 
 def test_complete_drops_questions_with_missing_records() -> None:
     table = make_table([[1, np.nan, 1], [0, 1, 1], [1, 1, np.nan]])
-    assert table.complete().question_ids == ("1",)
+    assert table.rows(table.has_every_record).question_ids == ("1",)
 
 
 def test_upper_envelope_is_the_concave_hull_up_to_the_top() -> None:
@@ -128,6 +133,42 @@ def test_category_table_learns_each_category_s_best_model() -> None:
     assert thrifty.accuracy == 0.5
 
 
+def test_columns_and_share_correct() -> None:
+    table = make_table([[1, 0, np.nan], [np.nan, np.nan, np.nan], [1, 1, 0]])
+    assert table.columns(["large", "small"]).models == ("large", "small")
+    assert np.isnan(table.columns(["large", "small"]).correct[0, 0])
+    assert table.columns(["large", "small"]).active_params_b.tolist() == [10.0, 1.0]
+    share = table.share_correct
+    assert share[0] == 0.5 and np.isnan(share[1]) and share[2] == pytest.approx(2 / 3)
+    assert table.has_every_record.tolist() == [False, False, True]
+
+
+def foretold(n: int) -> tuple[OutcomeTable, OutcomeTable]:
+    """Pool outcomes that two models outside the pool foretell: small is right exactly when
+    "a" is, medium when "b" is, large except when both are."""
+    a, b = np.arange(n) % 2, (np.arange(n) // 2) % 2
+    pool = np.stack([a, b, 1 - a * b * (np.arange(n) % 8 == 7)], axis=1)
+    others = np.stack([a, b], axis=1)
+    return make_table(pool.tolist()), make_table(others.tolist(), models=("a", "b"))
+
+
+def test_privileged_outcomes_reach_the_oracle_and_difficulty_does_not() -> None:
+    train, train_others = foretold(48)
+    test, test_others = foretold(16)
+    oracle = oracle_point(test)
+    assert oracle.accuracy == 1.0
+    knowing = privileged_points(train, test, train_others, test_others, "outcomes")
+    assert all(p.label == "privileged_outcomes" for p in knowing)
+    assert any(p.accuracy == 1.0 and p.cost == pytest.approx(oracle.cost) for p in knowing), (
+        "knowing the other models' answers picks each question's cheapest right model"
+    )
+    # The share right of "a" and "b" cannot tell a question small gets from one medium gets.
+    sensing = privileged_points(train, test, train_others, test_others, "difficulty")
+    assert not any(p.accuracy == 1.0 and p.cost <= oracle.cost + 1e-9 for p in sensing)
+    with pytest.raises(ValueError, match="same rows"):
+        privileged_points(train, test, test_others, test_others, "outcomes")
+
+
 def test_evaluate_choice() -> None:
     point = evaluate_choice(TABLE, np.array([0, 1, 2, 0]), "perfect")
     assert point.accuracy == 0.75
@@ -181,7 +222,7 @@ def test_load_outcome_table(tmp_path: Path) -> None:
     assert table.prompt_chars[1] == 9 + 2 + 3
     assert np.isnan(table.correct[5, 0]) and table.correct[5, 1] == 0
     assert table.cost[0, 1] == pytest.approx((8 + 5 + 20) / 4 * 1)
-    assert len(table.complete()) == 39
+    assert table.has_every_record.sum() == 39
     with pytest.raises(KeyError):
         load_outcome_table(questions, outcomes, models, "no_such_pool")
 
@@ -217,5 +258,7 @@ def test_replay_end_to_end_with_a_scoring_router(tmp_path: Path) -> None:
     share = (oracle.cost - cheapest.cost) / (best.cost - cheapest.cost)
     assert report.metrics["selector"].apgr == pytest.approx(1 - share / 2, abs=1e-3)
     assert "selector: APGR" in "\n".join(report.lines())
+    # "other", outside the pool, is always right: privileged curves exist but foretell nothing.
+    assert {"privileged_difficulty", "privileged_outcomes"} <= set(report.curves)
     with pytest.raises(ValueError):
         replay(questions, outcomes, models, ["large", "small"], router, split="all")

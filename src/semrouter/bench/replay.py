@@ -8,7 +8,7 @@ of a scoring router such as the learned selector over a ``cost_weight`` sweep; a
 metrics APGR and CPT. No LLM is called: every figure is a replay of recorded outcomes.
 
 Questions on which some pool model has no recorded outcome are left out of that pool's scoring
-(``OutcomeTable.complete``): a missing record is not a wrong answer (DeepSeek-Coder-V2 lacks
+(``OutcomeTable.has_every_record``): a missing record is not a wrong answer (DeepSeek-Coder-V2 lacks
 most of chemistry and engineering), so the scored set is the same for every policy.
 
 Curve metrics follow RouteLLM. A router's points (and the cheapest model's, which any router
@@ -25,7 +25,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -83,6 +83,17 @@ class OutcomeTable:
             active_params_b=self.active_params_b,
         )
 
+    def columns(self, models: Sequence[str]) -> OutcomeTable:
+        """The same questions with the outcomes of ``models`` only, in that order."""
+        index = [self.models.index(m) for m in models]
+        return replace(
+            self,
+            models=tuple(models),
+            correct=self.correct[:, index],
+            output_chars=self.output_chars[:, index],
+            active_params_b=self.active_params_b[index],
+        )
+
     def split(self, split: Split) -> OutcomeTable:
         """The project's train or validation questions (``semrouter.train.splits``), or all."""
         if split == "all":
@@ -90,9 +101,17 @@ class OutcomeTable:
         validation = np.array([is_validation(q) for q in self.question_ids], dtype=bool)
         return self.rows(validation if split == "validation" else ~validation)
 
-    def complete(self) -> OutcomeTable:
-        """The questions every model has a recorded outcome for."""
-        return self.rows(~np.isnan(self.correct).any(axis=1))
+    @property
+    def has_every_record(self) -> np.ndarray:
+        """(questions,) mask: every model has a recorded outcome for the question."""
+        return ~np.isnan(self.correct).any(axis=1)
+
+    @property
+    def share_correct(self) -> np.ndarray:
+        """(questions,) share of correct answers among the recorded ones (NaN: none)."""
+        recorded = (~np.isnan(self.correct)).sum(axis=1)
+        right = np.nansum(self.correct, axis=1)
+        return np.where(recorded > 0, right / np.maximum(recorded, 1), np.nan)
 
 
 def load_models(models_path: str | Path) -> dict[str, Any]:
@@ -241,6 +260,22 @@ def best_model_cost_scale(table: OutcomeTable) -> float:
     return float(np.nanmean(table.cost[:, int(np.argmax(accuracy))]))
 
 
+def _category_means(train: OutcomeTable, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per question of ``categories``: each model's train accuracy and mean cost in that
+    category, (questions, models) each; a category absent from train gets the whole-train
+    means."""
+    overall = (np.nanmean(train.correct, axis=0), np.nanmean(train.cost, axis=0))
+    by_category: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for category in np.unique(train.categories).tolist():
+        rows = train.categories == category
+        by_category[category] = (
+            np.nanmean(train.correct[rows], axis=0),
+            np.nanmean(train.cost[rows], axis=0),
+        )
+    stats = [by_category.get(c, overall) for c in categories]
+    return np.array([s[0] for s in stats]), np.array([s[1] for s in stats])
+
+
 def category_table_points(
     train: OutcomeTable,
     test: OutcomeTable,
@@ -253,20 +288,60 @@ def category_table_points(
     if train.models != test.models:
         raise ValueError("train and test tables must cover the same models in the same order")
     scale = best_model_cost_scale(train)
-    overall = (np.nanmean(train.correct, axis=0), np.nanmean(train.cost, axis=0))
-    by_category: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for category in np.unique(train.categories).tolist():
-        rows = train.categories == category
-        by_category[category] = (
-            np.nanmean(train.correct[rows], axis=0),
-            np.nanmean(train.cost[rows], axis=0),
-        )
-    stats = [by_category.get(c, overall) for c in test.categories]
-    p = np.array([s[0] for s in stats])
-    cost = np.array([s[1] for s in stats])
+    p, cost = _category_means(train, test.categories)
     return [
         evaluate_choice(test, pick(p, cost, w, scale), "category_table", w) for w in cost_weights
     ]
+
+
+Privilege = Literal["difficulty", "outcomes"]
+
+
+def _privileged_inputs(
+    others: OutcomeTable, categories: np.ndarray, domains: np.ndarray, fill: np.ndarray
+) -> np.ndarray:
+    one_hot = (categories[:, None] == domains[None, :]).astype(np.float64)
+    answers = np.where(np.isnan(others.correct), fill, others.correct)
+    return np.hstack([one_hot, answers])
+
+
+def privileged_points(
+    train: OutcomeTable,
+    test: OutcomeTable,
+    train_others: OutcomeTable,
+    test_others: OutcomeTable,
+    privilege: Privilege,
+    cost_weights: Sequence[float] = DEFAULT_COST_WEIGHTS,
+) -> list[Point]:
+    """A reference curve, not a router: what the selector's rule reaches with information that
+    no request text carries. Per pool model, a logistic regression (fitted on ``train``)
+    predicts correctness from the question's true category and, from the models outside the
+    pool (``*_others``, rows aligned with ``train`` and ``test``), either their share of
+    correct answers (``difficulty``: a perfect reading of how hard the question is) or each
+    one's correctness (``outcomes``). Costs are per-category train means, as in
+    ``category_table_points``. A selector reading request text can only approach these."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(train) != len(train_others) or len(test) != len(test_others):
+        raise ValueError("the other models' tables must have the same rows as train and test")
+    if privilege == "difficulty":
+        train_others, test_others = (
+            replace(t, models=("difficulty",), correct=t.share_correct[:, None])
+            for t in (train_others, test_others)
+        )
+    fill = np.nanmean(train_others.correct, axis=0)
+    domains = np.unique(train.categories)
+    x_train = _privileged_inputs(train_others, train.categories, domains, fill)
+    x_test = _privileged_inputs(test_others, test.categories, domains, fill)
+    p = np.zeros((len(test), len(train.models)))
+    for j in range(len(train.models)):
+        seen = ~np.isnan(train.correct[:, j])
+        head = LogisticRegression(max_iter=2000).fit(x_train[seen], train.correct[seen, j])
+        p[:, j] = head.predict_proba(x_test)[:, list(head.classes_).index(1.0)]
+    _, cost = _category_means(train, test.categories)
+    scale = best_model_cost_scale(train)
+    label = f"privileged_{privilege}"
+    return [evaluate_choice(test, pick(p, cost, w, scale), label, w) for w in cost_weights]
 
 
 class ScoringRouter(Protocol):
@@ -457,15 +532,28 @@ def replay(
     router: a ``ScoringRouter`` over exactly the pool's models (e.g. ``SelectorRouter``), or
     None for the baselines only. The per-category table learns from the train split.
     """
-    table = load_outcome_table(questions_path, outcomes_path, models_path, pool)
+    pool = resolve_pool(models_path, pool)
+    parameters = load_models(models_path)["models"]
+    others = [m for m, p in parameters.items() if p.get("active_params_b") and m not in pool]
+    everyone = load_outcome_table(questions_path, outcomes_path, models_path, [*pool, *others])
+    table = everyone.columns(pool)
     scored = table.split(split)
-    test = scored.complete()
+    complete = scored.has_every_record
+    test = scored.rows(complete)
+    train = table.split("train")
     singles = single_model_points(test)
     cheapest, best = cheapest_and_best(singles)
     curves = {
         "random_mix": random_mix_points(cheapest, best),
-        "category_table": category_table_points(table.split("train"), test, cost_weights),
+        "category_table": category_table_points(train, test, cost_weights),
     }
+    if others:
+        train_others = everyone.split("train").columns(others)
+        test_others = everyone.split(split).rows(complete).columns(others)
+        for privilege in ("difficulty", "outcomes"):
+            curves[f"privileged_{privilege}"] = privileged_points(
+                train, test, train_others, test_others, privilege, cost_weights
+            )
     if router is not None:
         curves["selector"] = router_points(test, router, cost_weights)
     return ScenarioReport(
@@ -492,7 +580,8 @@ def _plot(reports: dict[str, ScenarioReport], path: Path) -> None:
     for ax, (name, report) in zip(axes[0], reports.items(), strict=True):
         for curve, points in report.curves.items():
             costs, accuracies = upper_envelope(points)
-            ax.plot(costs, accuracies, marker=".", label=curve)
+            style = "--" if curve.startswith("privileged") else "-"
+            ax.plot(costs, accuracies, style, marker=".", label=curve)
         for p in report.singles:
             ax.scatter(p.cost, p.accuracy, s=12, color="grey")
             ax.annotate(p.label, (p.cost, p.accuracy), fontsize=6)

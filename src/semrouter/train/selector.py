@@ -210,11 +210,6 @@ class SelectorReport:
         return "\n".join(self.lines())
 
 
-def easiness_target(table: OutcomeTable) -> np.ndarray:
-    """Per question, the share of correct answers among the models that have a record."""
-    return np.nanmean(table.correct, axis=1)
-
-
 def train_selector(
     pool_name: str,
     questions_path: str | Path,
@@ -237,11 +232,11 @@ def train_selector(
     pool = resolve_pool(models_path, pool_name)
     known = [m for m, v in load_models(models_path)["models"].items() if v.get("active_params_b")]
     every = load_outcome_table(questions_path, outcomes_path, models_path, known)
-    table = load_outcome_table(questions_path, outcomes_path, models_path, pool)
+    table = every.columns(pool)
     features = encode_texts(embedder, list(table.questions)).features
     validation = np.array([is_validation(q) for q in table.question_ids], dtype=bool)
     train, held = table.rows(~validation), table.rows(validation)
-    easiness = easiness_target(every)
+    easiness = every.share_correct
     selector = fit_selector(
         features[~validation],
         train,
