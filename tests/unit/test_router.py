@@ -126,7 +126,8 @@ def test_case_sensitive_keyword_rule() -> None:
     assert not rule.matches("MySQL is slow")  # whole words
 
 
-async def test_a_started_router_keeps_blas_single_threaded() -> None:
+@pytest.mark.parametrize("start", ["start", "start_sync"])
+async def test_a_started_router_keeps_blas_single_threaded(start: str) -> None:
     def blas_threads() -> list[int]:
         return [
             c.num_threads for c in ThreadpoolController().select(user_api="blas").lib_controllers
@@ -136,7 +137,10 @@ async def test_a_started_router_keeps_blas_single_threaded() -> None:
     assert before, "numpy links a BLAS"
     r = router()
     try:
-        await r.start()
+        if start == "start":
+            await r.start()
+        else:
+            r.start_sync()
         assert blas_threads() == [1] * len(before)
     finally:
         await r.close()

@@ -102,15 +102,13 @@ class Router:
         return cls(config, create_embedder(config.embedding) if needed else None)
 
     async def start(self) -> None:
-        # The heads' matrix products are small: split across BLAS threads they gain nothing, and
-        # OpenBLAS's idle workers spin afterwards, taking cores from the encoder (on 2 cores
-        # `semrouter serve` went from 12.8 to 10.1 ms p50 once they were gone).
-        threadpool_limits(1, user_api="blas")
+        _single_threaded_blas()
         if self.embedder is not None:
             await self.embedder.start()
         await self.signals.start()
 
     def start_sync(self) -> None:
+        _single_threaded_blas()
         self.signals.start_sync()
 
     async def close(self) -> None:
@@ -184,3 +182,10 @@ def with_system_prompt(
             merged = {**message, "content": f"{prompt.text}\n\n{message['content']}"}
             return [*messages[:i], merged, *messages[i + 1 :]]
     return [{"role": "system", "content": prompt.text}, *messages]
+
+
+def _single_threaded_blas() -> None:
+    # The heads' matrix products are small: split across BLAS threads they gain nothing, and
+    # OpenBLAS's idle workers spin afterwards, taking cores from the encoder (on 2 cores
+    # `semrouter serve` went from 12.8 to 10.1 ms p50 once they were gone).
+    threadpool_limits(1, user_api="blas")
