@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tests.conftest import minimal_config
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
@@ -145,3 +147,41 @@ async def test_a_started_router_keeps_blas_single_threaded(start: str) -> None:
     finally:
         await r.close()
         threadpool_limits(max(before), user_api="blas")
+
+
+POOL_CONFIG = Path(__file__).resolve().parents[2] / "config" / "mmlu_pro_pool.yaml"
+POOL_QUESTIONS = (
+    "Prove that there are infinitely many prime numbers.",
+    "In what year did the Battle of Hastings take place?",
+    "Which legal doctrine lets a court refuse to enforce an unconscionable contract?",
+)
+
+
+def pool_router(cost_weight: float | None = None) -> Router:
+    data = yaml.safe_load(POOL_CONFIG.read_text(encoding="utf-8"))
+    if cost_weight is not None:
+        data["decisions"][0]["selector"]["cost_weight"] = cost_weight
+    r = Router.from_config(parse_config(data, env={}))
+    r.start_sync()
+    return r
+
+
+def test_pool_config_picks_the_model_of_highest_utility_and_explains_it() -> None:
+    r = pool_router()
+    selector = r.decisions.selectors["learned_selection"]
+    weight = r.config.decisions[0].selector.cost_weight
+    summaries = [route.summary() for route in r.route_many_sync(list(map(request, POOL_QUESTIONS)))]
+    for summary in summaries:
+        assert summary["decision"] == "learned_selection"
+        p, cost = summary["model_probabilities"], summary["model_expected_costs"]
+        assert list(p) == list(cost) == list(selector.models)
+        assert all(0 < v < 1 for v in p.values()) and all(c > 0 for c in cost.values())
+        utility = {m: p[m] - weight * cost[m] / selector.cost_scale for m in p}
+        assert summary["model"] == max(utility, key=utility.__getitem__)
+    # The probabilities come from each request's own reading, not a fixed table.
+    assert len({tuple(s["model_probabilities"].values()) for s in summaries}) == len(summaries)
+
+
+def test_pool_config_sends_everything_to_the_cheapest_model_when_cost_dominates() -> None:
+    routes = pool_router(cost_weight=100.0).route_many_sync(list(map(request, POOL_QUESTIONS)))
+    assert {route.model.name for route in routes} == {"Phi-3-mini-4k-instruct"}

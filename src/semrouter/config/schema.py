@@ -11,6 +11,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -120,14 +121,30 @@ DEFAULT_REASONING_FAMILIES: dict[str, ReasoningFamily] = {
 # --- signals --------------------------------------------------------------------------------
 
 
+def _existing_head(head: str | None) -> str | None:
+    if head is not None:
+        from semrouter.signals.heads import head_file
+
+        try:
+            head_file(head)
+        except FileNotFoundError as exc:
+            raise ValueError(str(exc)) from None
+    return head
+
+
+HeadArtifact = Annotated[
+    str | None,
+    AfterValidator(_existing_head),
+    Field(description="A head artifact: a .npz path, or a shipped head's name (default)."),
+]
+
+
 class DomainSignalConfig(_Strict):
     """The learned domain head: one boolean signal per category name."""
 
     enabled: bool = True
     threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
-    head: str | None = Field(
-        default=None, description="Path to a head artifact (default: shipped)."
-    )
+    head: HeadArtifact = None
 
 
 class ReasoningSignalConfig(_Strict):
@@ -135,7 +152,7 @@ class ReasoningSignalConfig(_Strict):
 
     enabled: bool = True
     threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
-    head: str | None = None
+    head: HeadArtifact = None
 
 
 class KeywordSignalConfig(_Strict):
@@ -291,6 +308,24 @@ class Decision(_Strict):
     reasoning_effort: ReasoningEffort | None = None
     system_prompt: SystemPrompt | None = None
     max_tokens: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _selector_covers_models(self) -> Decision:
+        if self.selector is None:
+            return self
+        from semrouter.decide.selector import selector_models
+
+        try:
+            covered = selector_models(self.selector.artifact)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ValueError(f"selector.artifact: {exc}") from None
+        unknown = [m for m in self.models if m not in covered]
+        if unknown:
+            raise ValueError(
+                f"selector.artifact: '{self.selector.artifact}' cannot choose {unknown}; "
+                f"it covers {list(covered)}"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -29,6 +29,7 @@ class Outcome:
     max_tokens: int | None = None
     matched_signals: tuple[str, ...] = ()
     model_probabilities: dict[str, float] | None = None
+    model_expected_costs: dict[str, float] | None = None
 
 
 class DecisionEngine:
@@ -60,11 +61,11 @@ class DecisionEngine:
 
     def _outcome(self, decision: Decision, signals: SignalReport, prompt_chars: int) -> Outcome:
         model = decision.models[0]
-        probabilities = None
+        choice = None
         selector = self.selectors.get(decision.name)
         if selector is not None and decision.selector is not None and signals.features is not None:
             choice = selector.choose(signals.features, prompt_chars, decision.selector.cost_weight)
-            model, probabilities = choice.model, choice.probabilities
+            model = choice.model
         used = used_signals(decision.rules, signals.fired) if decision.rules else []
         return Outcome(
             decision=decision.name,
@@ -74,5 +75,6 @@ class DecisionEngine:
             system_prompt=decision.system_prompt,
             max_tokens=decision.max_tokens,
             matched_signals=tuple(dict.fromkeys(used)),
-            model_probabilities=probabilities,
+            model_probabilities=choice.probabilities if choice else None,
+            model_expected_costs=choice.expected_costs if choice else None,
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -238,23 +239,39 @@ class LearnedSelector:
         )
 
 
+def artifact_files(artifact: str | Path) -> tuple[Traversable, Traversable]:
+    """The (.npz, .json) files of a selector: ``artifact`` as a path if it ends in .npz or
+    .json, else the shipped selector of that pool name. Raises FileNotFoundError."""
+    path = Path(artifact)
+    if path.suffix in (".npz", ".json"):
+        npz: Traversable = path.with_suffix(".npz")
+        if not npz.is_file():
+            raise FileNotFoundError(f"selector artifact not found: {path}")
+        return npz, path.with_suffix(".json")
+    npz = SHIPPED / f"selector_{artifact}.npz"
+    if not npz.is_file():
+        raise FileNotFoundError(
+            f"no shipped selector '{artifact}' (looked for {npz}); "
+            f"run 'semrouter train selector --pool {artifact}'"
+        )
+    return npz, SHIPPED / f"selector_{artifact}.json"
+
+
+def selector_models(artifact: str | Path) -> tuple[str, ...]:
+    """The models a selector artifact chooses among, read from its JSON alone."""
+    meta = artifact_files(artifact)[1]
+    try:
+        document = json.loads(meta.read_text(encoding="utf-8"))
+        return tuple(str(m) for m in document["models"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{meta}: not a readable selector artifact ({exc})") from None
+
+
 def load_selector(
     artifact: str | Path, models: list[str] | tuple[str, ...] | None = None
 ) -> LearnedSelector:
     """A shipped selector by name (``reference_pool`` → ``models/selector_reference_pool.npz``)
     or an artifact by path (.npz or .json); restricted to ``models`` when given."""
-    path = Path(artifact)
-    if path.suffix in (".npz", ".json"):
-        if not path.with_suffix(".npz").is_file():
-            raise FileNotFoundError(f"selector artifact not found: {path}")
-        selector = LearnedSelector.load(path)
-    else:
-        shipped = SHIPPED / f"selector_{artifact}.npz"
-        if not shipped.is_file():
-            raise FileNotFoundError(
-                f"no shipped selector '{artifact}' (looked for {shipped}); "
-                f"run 'semrouter train selector --pool {artifact}'"
-            )
-        with resources.as_file(shipped) as file:
-            selector = LearnedSelector.load(file)
+    with resources.as_file(artifact_files(artifact)[0]) as npz:
+        selector = LearnedSelector.load(npz)
     return selector if models is None else selector.restrict(models)

@@ -79,6 +79,10 @@ class Route:
             result["matched_signals"] = list(outcome.matched_signals)
             if outcome.model_probabilities is not None:
                 result["model_probabilities"] = outcome.model_probabilities
+            if outcome.model_expected_costs is not None:
+                result["model_expected_costs"] = {
+                    m: round(c, 1) for m, c in outcome.model_expected_costs.items()
+                }
         result["route_ms"] = round(self.route_ms, 3)
         return result
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
@@ -158,18 +159,24 @@ class Head:
             )
 
 
-def load_head(name_or_path: str) -> Head:
-    """A shipped head by name (e.g. 'domain') or a head file by path."""
+def head_file(name_or_path: str) -> Traversable:
+    """Where a head lives: ``name_or_path`` if it ends in .npz, else the shipped head of that
+    name (e.g. 'domain'). Raises FileNotFoundError naming what was looked for."""
     path = Path(name_or_path)
     if path.suffix == ".npz":
         if not path.is_file():
             raise FileNotFoundError(f"head artifact not found: {path}")
-        return Head.load(path)
+        return path
     shipped = SHIPPED / f"{name_or_path}_head.npz"
     if not shipped.is_file():
         raise FileNotFoundError(
             f"no shipped head '{name_or_path}' (looked for {shipped}); "
             f"run 'semrouter train {name_or_path}'"
         )
-    with resources.as_file(shipped) as file:
+    return shipped
+
+
+def load_head(name_or_path: str) -> Head:
+    """A shipped head by name (e.g. 'domain') or a head file by path."""
+    with resources.as_file(head_file(name_or_path)) as file:
         return Head.load(file)
