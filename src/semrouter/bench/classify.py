@@ -12,6 +12,8 @@
    head vs the `semantic-router` library (an IndexedRouter whose routes are the 14 categories,
    utterances sampled from the training split, its DenseEncoder wrapping our embedder).
    Both pick their top category (no threshold); accuracy, per-category accuracy, latency.
+5. The domain baselines of issue 3 (`semrouter.bench.baselines`), fitted on the MMLU-Pro train
+   split with and without the chat training set, next to the domain head on the same sets.
 """
 
 from __future__ import annotations
@@ -291,6 +293,25 @@ def compare(
     }
 
 
+def _baselines(
+    embedder: Embedder,
+    head: Head,
+    train: dict[str, list[str]],
+    sets: dict[str, list[tuple[str, str]]],
+) -> dict[str, Any]:
+    """The issue's domain baselines next to the head, on the same validation sets."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return {"status": "skipped", "note": "scikit-learn not installed (pip install .[bench])"}
+    from semrouter.bench.baselines import domain_baselines
+    from semrouter.train.data import chat_examples
+
+    mmlu = [(text, category) for category, texts in sorted(train.items()) for text in texts]
+    chat = [(str(c["text"]), str(c["domain"])) for c in chat_examples("chat_domain", False)]
+    return domain_baselines(embedder, head, {"mmlu_pro": mmlu, "mmlu_pro+chat": mmlu + chat}, sets)
+
+
 def _validation_sets(
     mmlu: Path | None, chat: Path | None, limit: int | None, seed: int
 ) -> tuple[dict[str, list[str]], dict[str, list[tuple[str, str]]], list[str]]:
@@ -369,6 +390,22 @@ def _print_summary(result: dict[str, Any]) -> None:
     for name, row in result["throughput"].items():
         print(f"| {name} | {row['prompts_per_s']:.1f} |")
     print(f"\npeak RSS: {result['memory']['peak_rss_mb']} MiB")
+    baselines = result["baselines"]
+    if baselines["status"] == "ok":
+        names = list(baselines["semrouter_head"])
+        print("\n| trained on | classifier | " + " | ".join(names) + " |")
+        print("| --- | --- |" + " ---: |" * len(names))
+        head = baselines["semrouter_head"]
+        print(
+            "| its own data | semrouter domain head | "
+            + " | ".join(f"{head[n]:.4f}" for n in names)
+            + " |"
+        )
+        for train_name, fitted in baselines["train_sets"].items():
+            for name, row in fitted.items():
+                if name != "examples":
+                    cells = " | ".join(f"{row[n]:.4f}" for n in names)
+                    print(f"| {train_name} ({fitted['examples']}) | {name} | {cells} |")
     comparison = result["comparison"]
     if comparison["status"] != "ok":
         print(f"\ncomparison skipped: {comparison['note']}")
@@ -452,10 +489,12 @@ def run(args: argparse.Namespace) -> int:
     memory = {"rss_before_load_mb": rss_before, "peak_rss_mb": peak_rss_mb()}
     if args.no_compare:
         comparison: dict[str, Any] = {"status": "skipped", "note": "--no-compare"}
+        baselines: dict[str, Any] = comparison
     elif not train or not sets:
-        comparison = {"status": "skipped", "note": "; ".join(notes)}
+        comparison = baselines = {"status": "skipped", "note": "; ".join(notes)}
     else:
         comparison = compare(embedder, domain_head, train, sets, args.utterances, args.seed)
+        baselines = _baselines(embedder, domain_head, train, sets)
     result = {
         "bench": "classify",
         "meta": run_metadata(),
@@ -476,6 +515,7 @@ def run(args: argparse.Namespace) -> int:
         "throughput": throughput,
         "memory": memory,
         "comparison": comparison,
+        "baselines": baselines,
     }
     output = Path(args.output)
     write_json(output, result)

@@ -82,7 +82,9 @@ def _add_classify(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--limit", type=int, default=None, help="validation questions per set")
     parser.add_argument("--head", default=None, help="domain head artifact (default: config's)")
-    parser.add_argument("--no-compare", action="store_true", help="skip semantic-router")
+    parser.add_argument(
+        "--no-compare", action="store_true", help="skip semantic-router and the baselines"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="out/bench/classify.json")
     parser.add_argument("--plot", default=None, help="PNG (default: output with .png)")
