@@ -21,5 +21,15 @@ if ! .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then
   echo "building llama-cpp-python (first time only, ~9 min)..."
   CMAKE_ARGS="-DGGML_NATIVE=OFF" "${PIP[@]}" install 'llama-cpp-python[server]==0.3.36'
 fi
+# The container-image test (tests/e2e/test_image.py) makes a Debian base with debootstrap and
+# builds the image on it with buildah: Debian packages, installed when missing.
+missing=()
+for tool in buildah debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
 # Convert the embedding model to ONNX once, into the cache folder.
 .venv/bin/semrouter setup

@@ -15,6 +15,7 @@ def call(
     path: str = "/v1/chat/completions",
     method: str | None = None,
     chunked: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     data: Any = (
         raw if raw is not None else json.dumps(payload).encode() if payload is not None else None
@@ -22,7 +23,10 @@ def call(
     if chunked:
         data = iter([data])  # no Content-Length: urllib sends it chunked
     request = urllib.request.Request(
-        url + path, data=data, method=method, headers={"content-type": "application/json"}
+        url + path,
+        data=data,
+        method=method,
+        headers={"content-type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:

@@ -217,12 +217,20 @@ def wait_grpc_health(port: int, process: subprocess.Popen[bytes], timeout: float
     raise TimeoutError(f"ext_proc on port {port} not serving after {timeout}s")
 
 
-def start_extproc(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_extproc(config: Path, log: Path, *flags: str) -> tuple[subprocess.Popen[bytes], int]:
     """`semrouter extproc` on a free port, once it reports SERVING."""
     port = free_port()
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [str(BIN / "semrouter"), "extproc", "--config", str(config), "--port", str(port)],
+            [
+                str(BIN / "semrouter"),
+                "extproc",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                *flags,
+            ],
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.conftest import start_semrouter
 from tests.servers import free_port
 
-from semrouter.bench.cli import add_bench_parsers
+from semrouter.cli.bench import add_bench_parsers
 
 pytestmark = pytest.mark.e2e
 

@@ -94,8 +94,15 @@ def router_config(llama_backends: dict[str, str], reasoner_tap: Tap, log_dir: Pa
 
 
 @pytest.fixture(scope="module")
-def extproc_port(router_config: Path, log_dir: Path) -> Iterator[int]:
-    process, port = start_extproc(router_config, log_dir / "extproc.log")
+def extproc_metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def extproc_port(router_config: Path, log_dir: Path, extproc_metrics_port: int) -> Iterator[int]:
+    process, port = start_extproc(
+        router_config, log_dir / "extproc.log", "--metrics-port", str(extproc_metrics_port)
+    )
     yield port
     process.terminate()
     process.wait(10)
@@ -288,3 +295,32 @@ def test_slow_processor_fails_open_after_the_timeout(
     # Time spent before the backend was called: the message timeout, not SLOW_S per message.
     upstream_s = int(headers["x-envoy-upstream-service-time"]) / 1000
     assert time.monotonic() - started - upstream_s < SLOW_S
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_extproc_exports_the_pipeline_metrics_after_traffic(
+    gateway: str, extproc_metrics_port: int
+) -> None:
+    before = scrape(extproc_metrics_port)
+    routed = 'semrouter_requests_total{decision="multi_step",model="reasoner",reasoning="on"}'
+    refused = 'semrouter_errors_total{code="invalid_json",status="400"}'
+    for _ in range(2):
+        status, _, raw = call(gateway, chat(MATH, max_tokens=4))
+        assert status == 200, raw
+    status, _, _ = call(gateway, raw=b"{oops")
+    assert status == 400
+    after = scrape(extproc_metrics_port)
+    assert after[routed] - before.get(routed, 0) == 2
+    assert after[refused] - before.get(refused, 0) == 1
+    assert after["semrouter_route_seconds_count"] - before["semrouter_route_seconds_count"] >= 2
+    assert after["semrouter_in_flight_requests"] == 0

@@ -12,10 +12,10 @@ from tests.conftest import minimal_config
 
 from semrouter.bench import overhead, reasoning
 from semrouter.bench.classify import enabled_kinds, only
-from semrouter.bench.cli import add_bench_parsers
 from semrouter.bench.common import make_prompt
 from semrouter.bench.reasoning import ResultStore, chat_url, extract_choice, load_dataset
 from semrouter.bench.wrk import WrkError, parse_wrk_output, wrk_command
+from semrouter.cli.bench import add_bench_parsers
 from semrouter.config import parse_config
 
 WRK_REPORT = """\

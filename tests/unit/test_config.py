@@ -6,7 +6,6 @@ import pytest
 from tests.conftest import minimal_config
 
 from semrouter.config import ConfigError, load_config, parse_config
-from semrouter.decide.selector import load_selector
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,7 +79,28 @@ def test_field_errors_carry_paths() -> None:
     errors = errors_of(data)
     assert any(e.startswith("models[0].endpoints[0].url: must be an http(s) URL") for e in errors)
     assert any(e.startswith("models[0].timeout_s:") for e in errors)
-    assert any(e.startswith("signals.keywords[0].patterns[0]: invalid regex") for e in errors)
+    assert any(
+        e.startswith("signals.keywords[0].patterns[0]: '(unclosed' is not a linear-time (RE2)")
+        for e in errors
+    )
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"foo(?=bar)", r"(?<!x)y"])
+def test_backtracking_only_patterns_are_refused(pattern: str) -> None:
+    """Backreferences and lookarounds need a backtracking engine: refused at load."""
+    data = minimal_config()
+    data["signals"]["keywords"][0].update(regex=True, patterns=[pattern])
+    errors = errors_of(data)
+    assert any(
+        e.startswith("signals.keywords[0].patterns[0]:") and "backreferences and lookarounds" in e
+        for e in errors
+    ), errors
+
+
+def test_fallback_decision_must_exist() -> None:
+    data = minimal_config()
+    data["router"] = {"fallback_decision": "nope"}
+    assert "router.fallback_decision: unknown decision 'nope'" in errors_of(data)
 
 
 def test_unknown_keys_are_rejected() -> None:
@@ -139,48 +159,3 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
-
-
-def selector_config(models: list[str], artifact: str = "reference_pool") -> dict[str, object]:
-    data = minimal_config()
-    data["models"] = [{"name": m, "endpoints": [{"url": "http://127.0.0.1:9/v1"}]} for m in models]
-    data["decisions"] = [
-        {"name": "pick", "models": models, "selector": {"artifact": artifact, "cost_weight": 0.1}}
-    ]
-    data["default"] = {"model": models[0]}
-    return data
-
-
-def test_pool_config_names_the_shipped_selector_s_models() -> None:
-    config = load_config(REPO / "config" / "mmlu_pro_pool.yaml", env={})
-    [decision] = config.decisions
-    assert decision.selector is not None
-    assert decision.models == list(load_selector(decision.selector.artifact).models)
-    assert [m.name for m in config.models] == decision.models
-
-
-def test_selector_problems_are_reported_at_load_with_their_path(tmp_path: Path) -> None:
-    assert errors_of(selector_config(["DeepSeek-Coder-V2", "gpt-9"])) == [
-        "decisions[0].selector.artifact: 'reference_pool' cannot choose ['gpt-9']; it covers "
-        "['Phi-3-mini-4k-instruct', 'mathstral-7B', 'Meta-Llama-3_1-8B-Instruct', "
-        "'Mixtral-8x7B-Instruct-v0.1', 'DeepSeek-Coder-V2', 'Meta-Llama-3_1-70B-Instruct', "
-        "'Qwen1.5-72B-Chat', 'Qwen1.5-110B']"
-    ]
-    [missing] = errors_of(selector_config(["DeepSeek-Coder-V2"], artifact="no_pool"))
-    assert missing.startswith("decisions[0].selector.artifact: no shipped selector 'no_pool'")
-    assert missing.endswith("run 'semrouter train selector --pool no_pool'")
-    absent = tmp_path / "selector_x.npz"
-    assert errors_of(selector_config(["DeepSeek-Coder-V2"], artifact=str(absent))) == [
-        f"decisions[0].selector.artifact: selector artifact not found: {absent}"
-    ]
-    # A subset of the pool is fine: the selector then chooses among those models.
-    parse_config(selector_config(["Phi-3-mini-4k-instruct", "DeepSeek-Coder-V2"]), env={})
-
-
-def test_missing_head_files_are_reported_at_load(tmp_path: Path) -> None:
-    data = minimal_config()
-    data["signals"]["domain"] = {"head": str(tmp_path / "mine.npz")}
-    data["signals"]["reasoning"] = {"head": "nosuch"}
-    errors = errors_of(data)
-    assert f"signals.domain.head: head artifact not found: {tmp_path / 'mine.npz'}" in errors
-    assert any(e.startswith("signals.reasoning.head: no shipped head 'nosuch'") for e in errors)

@@ -18,13 +18,8 @@ from pydantic import ValidationError
 from semrouter.embed import EmbeddingError, EmbeddingSettings, Encoded, create_embedder
 from semrouter.embed.batcher import MicroBatcher
 from semrouter.embed.local import LocalEmbedder, plan_batches, window
-from semrouter.embed.onnx_export import (
-    FEATURE_LAYERS,
-    ensure_model,
-    load_config,
-    load_weights,
-    source_model_dir,
-)
+from semrouter.embed.model_cache import MODEL_NAME, ensure_model, source_model_dir
+from semrouter.embed.onnx_export import FEATURE_LAYERS, load_config, load_weights
 from semrouter.embed.remote import RemoteEmbedder
 
 PARAPHRASE = (
@@ -138,11 +133,13 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_export_is_cached_under_a_fingerprinted_name(cache_dir: Path) -> None:
     first = ensure_model(cache_dir)
-    mtime = first.stat().st_mtime_ns
+    mtime = first.onnx.stat().st_mtime_ns
     assert ensure_model(cache_dir) == first
-    assert first.stat().st_mtime_ns == mtime  # not rebuilt
-    assert first.name.startswith("all-minilm-l6-v2-") and first.suffix == ".onnx"
-    assert [p.name for p in cache_dir.iterdir()] == [first.name]  # no temp files left behind
+    assert first.onnx.stat().st_mtime_ns == mtime  # not rebuilt
+    assert first.onnx.name.startswith(f"{MODEL_NAME}-") and first.onnx.suffix == ".onnx"
+    # The model, its tokenizer and the manifest naming them; no temp files left behind.
+    expected = [first.onnx.name, first.tokenizer.name, f"{MODEL_NAME}.json"]
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted(expected)
 
 
 def test_onnx_matches_numpy_reference(embedder: LocalEmbedder) -> None:
@@ -175,7 +172,8 @@ def test_int8_model_is_built_beside_and_stays_close(
     tmp_path: Path, embedder: LocalEmbedder
 ) -> None:
     int8 = LocalEmbedder(cache_dir=tmp_path, quantize=True, threads=1)
-    assert sorted(p.name.endswith("-int8.onnx") for p in tmp_path.iterdir()) == [False, True]
+    models = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".onnx")
+    assert sorted(name.endswith("-int8.onnx") for name in models) == [False, True]
     texts = [*PARAPHRASE, UNRELATED, LONG_TEXT]
     fp32, q = embedder.encode_sync(texts), int8.encode_sync(texts)
     assert float((fp32.embeddings * q.embeddings).sum(1).min()) > 0.95

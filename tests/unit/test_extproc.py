@@ -38,6 +38,7 @@ from semrouter.extproc import health
 from semrouter.extproc.backends import BackendLayoutError
 from semrouter.extproc.envoy_config import EnvoyOptions, bootstrap, buffer_limit, render
 from semrouter.extproc.server import PASS_THROUGH, ExtProcServicer, start
+from semrouter.pipeline.flow import Pipeline
 from semrouter.pipeline.router import Router
 from semrouter.proxy.app import ProxyApp
 
@@ -58,7 +59,7 @@ def config() -> RouterConfig:
 
 @pytest.fixture
 def servicer(config: RouterConfig) -> ExtProcServicer:
-    return ExtProcServicer(Router(config))
+    return ExtProcServicer(Pipeline(Router(config)))
 
 
 def header_map(pairs: dict[str, str]) -> HeaderMap:
@@ -187,7 +188,7 @@ async def test_backend_base_path_and_api_key(monkeypatch: pytest.MonkeyPatch) ->
     config["models"][0]["endpoints"] = [{"url": "https://api.example.com/openai/v1/"}]
     config["models"][0]["api_key_env"] = "FAST_KEY"
     monkeypatch.setenv("FAST_KEY", "sk-test")
-    servicer = ExtProcServicer(Router(parse_config(config, env={})))
+    servicer = ExtProcServicer(Pipeline(Router(parse_config(config, env={}))))
     replies = await drive(
         servicer, [request_headers(path=CHAT + "?trace=1"), request_body(chat("hi", model="fast"))]
     )
@@ -274,7 +275,7 @@ async def test_streamed_body_is_answered_headers_last() -> None:
     for the whole body; then every chunk is answered, the last one carrying the new body."""
     config = minimal_config()
     config["models"][0]["endpoints"] = [{"url": "http://fast:8000/openai/v1"}]
-    servicer = ExtProcServicer(Router(parse_config(config, env={})))
+    servicer = ExtProcServicer(Pipeline(Router(parse_config(config, env={}))))
     raw = chat("hi", model="fast")
     replies = await drive(
         servicer,
@@ -334,7 +335,7 @@ async def test_unexpected_failure_is_an_internal_error(
     async def broken(_request: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(servicer.router, "route", broken)
+    monkeypatch.setattr(servicer.pipeline.router, "route", broken)
     replies = await drive(servicer, [request_headers(), request_body(chat("hello"))])
     answer = replies[1].immediate_response
     assert answer.status.code == 500
@@ -385,7 +386,7 @@ async def test_other_paths_pass_through(servicer: ExtProcServicer) -> None:
 
 
 async def test_grpc_server_serves_process_and_health(config: RouterConfig) -> None:
-    running = await start(Router(config), "127.0.0.1", 0)
+    running = await start(Pipeline(Router(config)), "127.0.0.1", 0)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             check = channel.unary_unary(
@@ -556,9 +557,27 @@ def test_envoy_local_replies_are_openai_errors() -> None:
         (502, "backend_unavailable"),
         (503, "router_unavailable"),
         (504, "router_timeout"),
+        (408, "request_timeout"),
+        (431, "headers_too_large"),
         (413, "request_too_large"),
     ]
     assert "750 ms" in mappers[3]["body_format_override"]["json_format"]["error"]["message"]
+    # Only Envoy's own 413 is rewritten: the processor's (too_many_messages, ...) keep their body.
+    too_large = mappers[-1]["filter"]["and_filter"]["filters"][1]["extension_filter"]
+    assert "request_payload_too_large" in too_large["typed_config"]["expression"]
+
+
+def test_envoy_bounds_the_client_as_serve_does() -> None:
+    data = envoy_config_data()
+    data.setdefault("router", {})["limits"] = {
+        "header_read_timeout_s": 2,
+        "body_read_timeout_s": 5,
+        "max_header_bytes": 10_000,
+    }
+    boot = manager(bootstrap(parse_config(data, env={}), OPTIONS))
+    assert boot["request_headers_timeout"] == "2.000s"
+    assert boot["request_timeout"] == "7.000s"
+    assert boot["max_request_headers_kb"] == 10
 
 
 def test_endpoints_that_cannot_share_a_cluster_are_refused() -> None:

@@ -185,3 +185,20 @@ def test_pool_config_picks_the_model_of_highest_utility_and_explains_it() -> Non
 def test_pool_config_sends_everything_to_the_cheapest_model_when_cost_dominates() -> None:
     routes = pool_router(cost_weight=100.0).route_many_sync(list(map(request, POOL_QUESTIONS)))
     assert {route.model.name for route in routes} == {"Phi-3-mini-4k-instruct"}
+
+
+def test_heads_narrower_or_wider_than_the_embedder_are_refused_when_the_router_is_built() -> None:
+    from tests.unit.test_limits import ScriptedEmbedder
+
+    from semrouter.config import ConfigError
+
+    data = minimal_config()
+    data["signals"]["domain"] = {"enabled": True}
+    data["signals"]["reasoning"] = {"enabled": True}
+    with pytest.raises(ConfigError) as caught:
+        Router(parse_config(data, env={}), ScriptedEmbedder())  # 2-wide vectors
+    errors = caught.value.errors
+    assert len(errors) == 2
+    assert errors[0].startswith("signals.domain.head: the head reads ")
+    assert errors[0].endswith("but the configured embedder gives 2; retrain it for this embedder")
+    assert errors[1].startswith("signals.reasoning.head: the head reads ")

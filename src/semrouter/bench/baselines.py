@@ -18,7 +18,7 @@ for training and scoring alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,8 +67,8 @@ def _fit(
 def domain_baselines(
     embedder: Embedder,
     head: Head,
-    train_sets: dict[str, Labelled],
-    eval_sets: dict[str, Labelled],
+    train_sets: Mapping[str, Labelled],
+    eval_sets: Mapping[str, Labelled],
 ) -> dict[str, Any]:
     """Accuracy of the domain head and of every baseline (fitted on each training set) on each
     evaluation set: ``{"semrouter_head": {set: acc}, "train_sets": {name: {"examples": n,
@@ -88,7 +88,8 @@ def domain_baselines(
     def head_predictions(texts: list[str]) -> np.ndarray:
         encoded = encode_texts(embedder, texts)
         probabilities = head.predict_proba(head_input(head, encoded), encoded.token_ids)
-        return np.asarray(head.classes)[probabilities.argmax(axis=1)]
+        labels: np.ndarray = np.asarray(head.classes)[probabilities.argmax(axis=1)]
+        return labels
 
     def scores(predict: Predict) -> dict[str, float]:
         return {

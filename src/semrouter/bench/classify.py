@@ -25,6 +25,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -152,14 +153,12 @@ def measure_latency(
 
     for length, text in texts.items():
         request = request_for(text)
-        record("encode", length, time_ms(lambda t=text: embedder.encode_sync([t]), runs))
+        record("encode", length, time_ms(partial(embedder.encode_sync, [text]), runs))
         encoded = embedder.encode_sync([text])
         for name, engine in engines.items():
             engine.embedder = Precomputed(embedder, encoded)
-            record(
-                name, length, time_ms(lambda e=engine, r=request: e.evaluate_many_sync([r]), runs)
-            )
-        record("route:sync", length, time_ms(lambda r=request: router.route_many_sync([r]), runs))
+            record(name, length, time_ms(partial(engine.evaluate_many_sync, [request]), runs))
+        record("route:sync", length, time_ms(partial(router.route_many_sync, [request]), runs))
     for length, times in asyncio.run(_time_route_async(config, embedder, texts, runs)).items():
         latency.setdefault("route:async", {})[str(length)] = latency_summary(times)
     progress.update(note="route:async")
@@ -198,11 +197,15 @@ def _semantic_router_encoder(embedder: Embedder) -> Any:
     """A semantic-router DenseEncoder that encodes with semrouter's embedder (same MiniLM)."""
     from semantic_router.encoders import DenseEncoder
 
-    class SemrouterEncoder(DenseEncoder):
+    # semantic-router is optional and not installed where mypy runs, so DenseEncoder is Any.
+    class SemrouterEncoder(DenseEncoder):  # type: ignore[misc]
         embedder: Any
 
         def __call__(self, docs: list[Any]) -> list[list[float]]:
-            return self.embedder.encode_sync([str(d) for d in docs]).embeddings.tolist()
+            vectors: list[list[float]] = (
+                self.embedder.encode_sync([str(d) for d in docs]).embeddings.tolist()
+            )
+            return vectors
 
     return SemrouterEncoder(name="semrouter-all-minilm-l6-v2", embedder=embedder)
 
@@ -404,8 +407,8 @@ def _print_summary(result: dict[str, Any]) -> None:
         for train_name, fitted in baselines["train_sets"].items():
             for name, row in fitted.items():
                 if name != "examples":
-                    cells = " | ".join(f"{row[n]:.4f}" for n in names)
-                    print(f"| {train_name} ({fitted['examples']}) | {name} | {cells} |")
+                    scores = " | ".join(f"{row[n]:.4f}" for n in names)
+                    print(f"| {train_name} ({fitted['examples']}) | {name} | {scores} |")
     comparison = result["comparison"]
     if comparison["status"] != "ok":
         print(f"\ncomparison skipped: {comparison['note']}")

@@ -231,9 +231,9 @@ def minilm_token_counter() -> Callable[[str], int]:
     """Token counter of the router's encoder tokenizer (all-MiniLM-L6-v2 wordpieces)."""
     from tokenizers import Tokenizer
 
-    from semrouter.embed.onnx_export import tokenizer_path
+    from semrouter.embed.model_cache import ensure_model
 
-    tokenizer = Tokenizer.from_file(str(tokenizer_path()))
+    tokenizer = Tokenizer.from_file(str(ensure_model().tokenizer))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)

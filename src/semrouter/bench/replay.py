@@ -32,6 +32,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from semrouter.decide.selector import LearnedSelector, pick, request_cost
+from semrouter.train.data import DEFAULT_MMLU_DIR
 from semrouter.train.splits import is_validation
 
 Split = Literal["validation", "train", "all"]
@@ -104,7 +105,8 @@ class OutcomeTable:
     @property
     def has_every_record(self) -> np.ndarray:
         """(questions,) mask: every model has a recorded outcome for the question."""
-        return ~np.isnan(self.correct).any(axis=1)
+        mask: np.ndarray = ~np.isnan(self.correct).any(axis=1)
+        return mask
 
     @property
     def share_correct(self) -> np.ndarray:
@@ -600,6 +602,9 @@ def run(args: Any) -> int:
     from semrouter.embed import create_embedder
     from semrouter.train.features import encode_texts
 
+    questions = args.questions or DEFAULT_MMLU_DIR / "questions.jsonl"
+    outcomes = args.outcomes or DEFAULT_MMLU_DIR / "outcomes.csv.gz"
+    models = args.models or DEFAULT_MMLU_DIR / "models.json"
     embedder = create_embedder()
     reports: dict[str, ScenarioReport] = {}
     for pool in args.pools.split(","):
@@ -609,9 +614,7 @@ def run(args: Any) -> int:
         router = SelectorRouter(
             selector, lambda texts: encode_texts(embedder, list(texts)).features
         )
-        reports[pool] = replay(
-            args.questions, args.outcomes, args.models, pool, router, split=args.split
-        )
+        reports[pool] = replay(questions, outcomes, models, pool, router, split=args.split)
         print(f"## {pool}")
         print("\n".join(reports[pool].lines()))
     out = Path(args.output)

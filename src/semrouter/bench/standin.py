@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -18,7 +19,7 @@ from aiohttp import web
 STREAM_WORDS = ("Hello", " from", " the", " stand-in", " backend", ".")
 
 
-def _completion(body: dict, model: str) -> dict:
+def _completion(body: dict[str, Any], model: str) -> dict[str, Any]:
     return {
         "id": "chatcmpl-standin",
         "object": "chat.completion",
@@ -36,7 +37,7 @@ def _completion(body: dict, model: str) -> dict:
     }
 
 
-def _chunk(model: str, delta: dict, finish: str | None = None) -> bytes:
+def _chunk(model: str, delta: dict[str, str], finish: str | None = None) -> bytes:
     payload = {
         "id": "chatcmpl-standin",
         "object": "chat.completion.chunk",
@@ -48,12 +49,14 @@ def _chunk(model: str, delta: dict, finish: str | None = None) -> bytes:
 
 
 class StandIn:
-    """chunk_delay_s: pause between SSE chunks; requests: bodies received (for tests)."""
+    """chunk_delay_s: pause between SSE chunks; with record, `requests` holds the bodies
+    received and `headers` their headers (lowercase names), for tests."""
 
     def __init__(self, chunk_delay_s: float = 0.0, record: bool = False) -> None:
         self.chunk_delay_s = chunk_delay_s
         self.record = record
-        self.requests: list[dict] = []
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.cancelled_streams = 0
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1/chat/completions", self.chat)
@@ -66,6 +69,7 @@ class StandIn:
         body = orjson.loads(await request.read())
         if self.record:
             self.requests.append(body)
+            self.headers.append({k.lower(): v for k, v in request.headers.items()})
         model = body.get("model", "standin")
         if not body.get("stream"):
             return web.Response(
@@ -94,9 +98,7 @@ async def start_standin(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    assert server is not None and server.sockets
-    return runner, server.sockets[0].getsockname()[1]
+    return runner, int(runner.addresses[0][1])
 
 
 def main() -> None:

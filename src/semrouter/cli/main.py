@@ -8,30 +8,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from semrouter.config import ConfigError, RouterConfig, load_config
+from semrouter.config import ConfigError, RouterConfig, default_config_path, load_config
+from semrouter.embed.model_cache import SetupError
 
-DEFAULT_CONFIG = os.environ.get("SEMROUTER_CONFIG", "config/default.yaml")
+DEFAULT_CONFIG = str(default_config_path())
 
 
 class CliError(Exception):
     """A user error: printed as one line to stderr, exit status 2."""
 
 
-def _load(path: str) -> RouterConfig:
+def load_router_config(path: str) -> RouterConfig:
+    """The config at ``path``, its artifacts checked too; any problem is a CliError."""
+    from semrouter.pipeline.artifacts import require_artifacts
+
     try:
-        return load_config(path)
+        return require_artifacts(load_config(path), path)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
-    config = _load(args.file)
+    config = load_router_config(args.file)
     print(
         f"{args.file}: OK ({len(config.models)} models, {len(config.decisions)} decisions, "
         f"{len(config.signals.names())} signals)"
@@ -40,10 +43,11 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_router_config(args.config)
     import uvicorn
 
     from semrouter.proxy.app import create_app
+    from semrouter.proxy.http11 import bounded_protocol
 
     uvicorn.run(
         create_app(config),
@@ -52,8 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=args.access_log,
         loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=5,
+        http=bounded_protocol(config.router.limits),  # httptools, with header size and time bounds
+        timeout_graceful_shutdown=config.router.limits.shutdown_grace_s,
     )
     return 0
 
@@ -100,7 +104,7 @@ def _route_line(item_id: object, summary: dict[str, Any]) -> dict[str, Any]:
 def cmd_route(args: argparse.Namespace) -> int:
     from semrouter.pipeline.router import Router
 
-    config = _load(args.config)
+    config = load_router_config(args.config)
     items = list(_read_jsonl(args.input))
     requests = [_route_request(args.input, n, item) for n, item in items]
     router = Router.from_config(config)
@@ -128,7 +132,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from semrouter.pipeline.request import ChatRequest
     from semrouter.pipeline.router import Router
 
-    config = _load(args.config)
+    config = load_router_config(args.config)
     router = Router.from_config(config)
     router.start_sync()
     request = ChatRequest(
@@ -157,17 +161,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from semrouter.embed.onnx_export import ensure_model
+    from semrouter.embed.model_cache import ensure_model
 
-    path = ensure_model(cache_dir=args.cache_dir)
-    print(f"embedding model ready: {path}")
+    files = ensure_model(cache_dir=args.cache_dir, quantize=args.quantize)
+    print(f"embedding model ready: {files.onnx}")
     return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from semrouter.train import cli as train_cli
-
-    return train_cli.run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,14 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
     classify.set_defaults(func=cmd_classify)
 
     setup = commands.add_parser("setup", help="prepare the embedding model cache (run once)")
-    setup.add_argument("--cache-dir", default=None)
+    setup.add_argument("--cache-dir", default=None, help="default $SEMROUTER_CACHE_DIR")
+    setup.add_argument(
+        "--quantize", action="store_true", help="also the int8 model (embedding.quantize: true)"
+    )
     setup.set_defaults(func=cmd_setup)
 
-    from semrouter.bench.cli import add_bench_parsers
-    from semrouter.extproc.cli import add_extproc_parsers
-    from semrouter.train.cli import add_train_parser
+    from semrouter.cli.bench import add_bench_parsers
+    from semrouter.cli.extproc import add_extproc_parsers
+    from semrouter.cli.train import add_train_parser
 
-    add_train_parser(commands, cmd_train)
+    add_train_parser(commands)
     add_extproc_parsers(commands)
     add_bench_parsers(commands)
     return parser
@@ -221,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except CliError as exc:
+    except (CliError, SetupError, ConfigError) as exc:
+        # ConfigError here: found once the router was built (e.g. a head too narrow for the
+        # embedder), after loading passed.
         print(f"semrouter: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -102,6 +102,13 @@ def parse_config(
         raise ConfigError(source, _format(exc)) from None
 
 
+def default_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """The config used when no ``--config`` is given: ``$SEMROUTER_CONFIG``, else the packaged
+    default (``semrouter/config/default.yaml``, which ``config/default.yaml`` links to)."""
+    configured = (os.environ if env is None else env).get("SEMROUTER_CONFIG")
+    return Path(configured) if configured else Path(__file__).with_name("default.yaml")
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> RouterConfig:
     """Read, interpolate and validate a YAML config file."""
     source = str(path)

@@ -11,7 +11,6 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from semrouter.config.regex import UnsafePatternError, compile_linear
 from semrouter.embed.settings import EmbeddingSettings
 
 MMLU_PRO_DOMAINS: tuple[str, ...] = (
@@ -42,6 +42,10 @@ MMLU_PRO_DOMAINS: tuple[str, ...] = (
     "psychology",
 )
 REASONING_SIGNAL = "reasoning"
+HAS_TOOLS_SIGNAL = "has_tools"
+"""Built-in signal: the request carries a non-empty `tools` list."""
+DIRECT_DECISION = "direct"
+"""The decision name of a request that named its model (no classification, no rules)."""
 ReasoningEffort = Literal["low", "medium", "high"]
 
 
@@ -64,6 +68,18 @@ class Endpoint(_Strict):
         return url.rstrip("/")
 
 
+class BreakerConfig(_Strict):
+    """Each endpoint's circuit breaker (see semrouter.proxy.breaker)."""
+
+    enabled: bool = True
+    failures: PositiveInt = Field(
+        default=5, description="Consecutive failed attempts that take the endpoint out."
+    )
+    open_s: PositiveFloat = Field(
+        default=30.0, description="How long it stays out before one probe request is let through."
+    )
+
+
 class ModelConfig(_Strict):
     name: str = Field(description="The name clients and decisions use.")
     provider_model_id: str | None = Field(
@@ -74,13 +90,37 @@ class ModelConfig(_Strict):
     api_key_env: str | None = Field(
         default=None, description="Environment variable holding the backend's API key."
     )
-    timeout_s: PositiveFloat = 120.0
+    forward_client_key: bool = Field(
+        default=False,
+        description="Bring your own key: the client's Authorization and x-api-key headers go to "
+        "the backend as sent. Otherwise the backend gets only api_key_env's key (or none).",
+    )
+    timeout_s: PositiveFloat = Field(
+        default=120.0,
+        description="Longest wait for the response headers (for a non-streamed answer they "
+        "come after the whole generation).",
+    )
+    stream_idle_timeout_s: PositiveFloat = Field(
+        default=60.0, description="Longest silence between two body chunks once headers came."
+    )
     connect_timeout_s: PositiveFloat = 5.0
-    retries: Annotated[int, Field(ge=0)] = 1
+    retries: Annotated[int, Field(ge=0)] = Field(
+        default=1, description="Further attempts, on the next endpoint, after a failed one."
+    )
+    breaker: BreakerConfig = BreakerConfig()
 
     @property
     def upstream_id(self) -> str:
         return self.provider_model_id or self.name
+
+    @model_validator(mode="after")
+    def _one_backend_credential(self) -> ModelConfig:
+        if self.forward_client_key and self.api_key_env:
+            raise ValueError(
+                "forward_client_key: give either api_key_env (the router's key for the backend) "
+                "or forward_client_key (the client's own), not both"
+            )
+        return self
 
 
 # --- reasoning ------------------------------------------------------------------------------
@@ -121,20 +161,9 @@ DEFAULT_REASONING_FAMILIES: dict[str, ReasoningFamily] = {
 # --- signals --------------------------------------------------------------------------------
 
 
-def _existing_head(head: str | None) -> str | None:
-    if head is not None:
-        from semrouter.signals.heads import head_file
-
-        try:
-            head_file(head)
-        except FileNotFoundError as exc:
-            raise ValueError(str(exc)) from None
-    return head
-
-
+# Whether the artifact exists is checked above the config layer (semrouter.pipeline.artifacts).
 HeadArtifact = Annotated[
     str | None,
-    AfterValidator(_existing_head),
     Field(description="A head artifact: a .npz path, or a shipped head's name (default)."),
 ]
 
@@ -167,9 +196,9 @@ class KeywordSignalConfig(_Strict):
         if self.regex:
             for i, pattern in enumerate(self.patterns):
                 try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise ValueError(f"patterns[{i}]: invalid regex {pattern!r}: {exc}") from exc
+                    compile_linear(pattern, self.case_sensitive)
+                except UnsafePatternError as exc:
+                    raise ValueError(f"patterns[{i}]: {exc}") from None
         return self
 
 
@@ -191,12 +220,35 @@ class ContextSignalConfig(_Strict):
         return self
 
 
+class ToolSignalConfig(_Strict):
+    """A signal on the request's tools: true when the catalog has min_count..max_count tools
+    and, with min_score, its best tool scores at least that against the request (the score of
+    `tools:` selection, see docs/configuration.md)."""
+
+    name: str
+    min_count: PositiveInt = 1
+    max_count: PositiveInt | None = None
+    min_score: float | None = Field(default=None, ge=-1.0, le=2.0)
+
+    @model_validator(mode="after")
+    def _a_condition(self) -> ToolSignalConfig:
+        if self.max_count is not None and self.max_count < self.min_count:
+            raise ValueError("max_count must be >= min_count")
+        if self.min_count == 1 and self.max_count is None and self.min_score is None:
+            raise ValueError(
+                f"give min_count (> 1), max_count or min_score; without any it is the built-in "
+                f"signal '{HAS_TOOLS_SIGNAL}'"
+            )
+        return self
+
+
 class SignalsConfig(_Strict):
     domain: DomainSignalConfig = DomainSignalConfig()
     reasoning: ReasoningSignalConfig = ReasoningSignalConfig()
     keywords: list[KeywordSignalConfig] = []
     similarity: list[SimilaritySignalConfig] = []
     context: list[ContextSignalConfig] = []
+    tools: list[ToolSignalConfig] = []
 
     @property
     def needs_embedding(self) -> bool:
@@ -209,10 +261,12 @@ class SignalsConfig(_Strict):
             kinds.update(dict.fromkeys(MMLU_PRO_DOMAINS, "domain"))
         if self.reasoning.enabled:
             kinds[REASONING_SIGNAL] = "reasoning"
+        kinds[HAS_TOOLS_SIGNAL] = "tools"
         for kind, entries in (
             ("keyword", self.keywords),
             ("similarity", self.similarity),
             ("context", self.context),
+            ("tools", self.tools),
         ):
             for entry in entries:
                 kinds[entry.name] = kind
@@ -220,12 +274,13 @@ class SignalsConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> SignalsConfig:
-        builtin = set(MMLU_PRO_DOMAINS) | {REASONING_SIGNAL}
+        builtin = set(MMLU_PRO_DOMAINS) | {REASONING_SIGNAL, HAS_TOOLS_SIGNAL}
         seen: set[str] = set()
         for kind, entries in (
             ("keywords", self.keywords),
             ("similarity", self.similarity),
             ("context", self.context),
+            ("tools", self.tools),
         ):
             for i, entry in enumerate(entries):
                 if entry.name in builtin:
@@ -309,24 +364,6 @@ class Decision(_Strict):
     system_prompt: SystemPrompt | None = None
     max_tokens: PositiveInt | None = None
 
-    @model_validator(mode="after")
-    def _selector_covers_models(self) -> Decision:
-        if self.selector is None:
-            return self
-        from semrouter.decide.selector import selector_models
-
-        try:
-            covered = selector_models(self.selector.artifact)
-        except (FileNotFoundError, ValueError) as exc:
-            raise ValueError(f"selector.artifact: {exc}") from None
-        unknown = [m for m in self.models if m not in covered]
-        if unknown:
-            raise ValueError(
-                f"selector.artifact: '{self.selector.artifact}' cannot choose {unknown}; "
-                f"it covers {list(covered)}"
-            )
-        return self
-
     @model_validator(mode="before")
     @classmethod
     def _single_model(cls, data: object) -> object:
@@ -344,9 +381,235 @@ class DefaultRoute(_Strict):
     reasoning_effort: ReasoningEffort | None = None
 
 
+class LimitsConfig(_Strict):
+    """Every bound on per-request work, in one place (`router.limits`).
+
+    A request over a count limit is refused (413, OpenAI error shape) before any work is done on
+    it; a text over a size limit is read in part for classification (head and tail windows) and
+    forwarded whole. Work per request is therefore proportional to these numbers, never to the
+    input.
+    """
+
+    max_messages: PositiveInt = Field(2048, description="messages in one request (else 413)")
+    max_content_parts: PositiveInt = Field(
+        256, description="content parts in one message (else 413)"
+    )
+    max_tools: PositiveInt = Field(1024, description="entries of 'tools' (else 413)")
+    max_json_depth: Annotated[int, Field(ge=4, le=200)] = Field(
+        64, description="nesting depth of the request body (else 400)"
+    )
+    classify_chars: Annotated[int, Field(ge=256, le=1_000_000)] = Field(
+        8192,
+        description="characters of the routing text classification reads: the first and last "
+        "half of this many, cut at whitespace when there is some nearby, else hard",
+    )
+    count_chars: Annotated[int, Field(ge=1024, le=10_000_000)] = Field(
+        65_536,
+        description="characters of the conversation tokenised exactly for context-length "
+        "signals; beyond, the count is extrapolated from the characters",
+    )
+    max_word_chars: Annotated[int, Field(ge=4, le=256)] = Field(
+        40, description="longest word spelling correction looks at (longer words pass as is)"
+    )
+    classify_deadline_ms: Annotated[float, Field(gt=0, le=60_000)] = Field(
+        250.0,
+        description="classification time budget per request; past it the fallback route "
+        "answers (header x-semrouter-fallback: deadline)",
+    )
+    encoder_queue: PositiveInt = Field(
+        512, description="texts waiting for the encoder; beyond, 503 with Retry-After"
+    )
+    max_in_flight: PositiveInt = Field(
+        1024, description="requests being served at once; beyond, 503 with Retry-After"
+    )
+    max_response_bytes: PositiveInt = Field(
+        32 * 1024 * 1024, description="largest non-streamed backend response read (else 502)"
+    )
+    max_sse_event_bytes: PositiveInt = Field(
+        1024 * 1024, description="largest single SSE event from a backend (else the stream ends)"
+    )
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = Field(
+        64 * 1024, description="request headers, all together (else 431)"
+    )
+    header_read_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        10.0,
+        description="from a connection's (or a keep-alive request's) first byte to the end of "
+        "its request headers; past it, 408 and the connection is closed (slowloris)",
+    )
+    body_read_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        30.0,
+        description="from the end of the headers to the last byte of the body; past it, 408 "
+        "(a client that dribbles its body or declares a longer Content-Length than it sends)",
+    )
+    shutdown_grace_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        15.0,
+        description="on SIGTERM: how long in-flight requests may take to finish before exit",
+    )
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+"""Client key names and tenants: they become metric labels, log fields and cache partitions."""
+ROUTE_DECISION_DEFAULT = "default"
+"""The decision name of the `default` route (what a key's `decisions` may name besides its own)."""
+
+
+class ClientKey(_Strict):
+    """One client API key and what it may do (`router.auth.keys[]`)."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN, description="Names the key in logs and metric labels; never secret."
+    )
+    key_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the key; hashed at load, the plaintext is not "
+        "kept. Without it the key's SHA-256 digest comes from router.auth.keys_file.",
+    )
+    tenant: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        description="What caches and budgets partition by (default: the key's name).",
+    )
+    trusted: bool = Field(
+        default=False,
+        description="May name the tenant per request in header x-semrouter-tenant (a gateway "
+        "serving several tenants); from other keys the header is ignored.",
+    )
+    models: list[str] | None = Field(
+        default=None, description="Models it may reach, routed or direct (default: all)."
+    )
+    decisions: list[str] | None = Field(
+        default=None, description="Decisions its routed requests may take (default: all)."
+    )
+    requests_per_minute: PositiveInt | None = None
+    tokens_per_minute: PositiveInt | None = Field(
+        default=None,
+        description="Estimated prompt tokens plus max_tokens (or max_completion_tokens) per "
+        "minute; see docs/configuration.md, 'Client authentication and quotas'.",
+    )
+
+    @property
+    def tenant_name(self) -> str:
+        return self.tenant or self.name
+
+
+class AuthConfig(_Strict):
+    """Client authentication (`router.auth`): off by default."""
+
+    enabled: bool = False
+    keys: list[ClientKey] = []
+    keys_file: str | None = Field(
+        default=None,
+        description="File of '<key name> <sha256 hex digest>' lines (# comments) for the keys "
+        "without key_env: only digests are stored, never keys.",
+    )
+    admin_key_env: str = Field(
+        default="SEMROUTER_ADMIN_KEY",
+        description="Environment variable holding the admin key (GET /metrics); when it is "
+        "unset, admin endpoints answer loopback clients only.",
+    )
+
+    @model_validator(mode="after")
+    def _keys(self) -> AuthConfig:
+        errors: list[str] = []
+        if self.enabled and not self.keys:
+            errors.append("keys: auth is enabled but no key is configured")
+        seen: set[str] = set()
+        for i, key in enumerate(self.keys):
+            if key.name in seen:
+                errors.append(f"keys[{i}].name: duplicate key name '{key.name}'")
+            seen.add(key.name)
+            if key.key_env is None and self.keys_file is None:
+                errors.append(
+                    f"keys[{i}]: key '{key.name}' has no key_env and there is no keys_file"
+                )
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+
 class RouterSettings(_Strict):
     auto_model_names: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
     max_body_bytes: PositiveInt = 4 * 1024 * 1024
+    limits: LimitsConfig = LimitsConfig()
+    auth: AuthConfig = AuthConfig()
+    fallback_decision: str | None = Field(
+        default=None,
+        description="the decision that answers when classification misses its deadline or the "
+        "embedder fails (its model and reasoning; no rules are evaluated); default: 'default'",
+    )
+    on_embedding_error: Literal["fallback", "reject"] = Field(
+        default="fallback",
+        description="embedder down or slow: route by fallback_decision, or answer 503 with "
+        "Retry-After",
+    )
+
+
+class ToolKeeping(_Strict):
+    """What one decision keeps of a request's tools (`tools.decisions.<name>`): every field
+    left out is the `tools:` section's."""
+
+    enabled: bool | None = None
+    top_k: PositiveInt | None = None
+    min_score: float | None = Field(default=None, ge=-1.0, le=2.0)
+    always_keep: list[str] | None = None
+    allow_empty: bool | None = None
+
+
+class ToolCacheConfig(_Strict):
+    max_entries: PositiveInt = Field(
+        10_000,
+        description="distinct tool definitions whose words and embedding are kept (LRU); at "
+        "least router.limits.max_tools, so one catalog always fits",
+    )
+    max_catalogs: PositiveInt = Field(
+        32,
+        description="catalogs (distinct tools lists) whose score matrix and BM25 index are kept "
+        "(LRU); each holds tools x embedding width floats (1,000 tools: 1.5 MB)",
+    )
+
+
+class ToolsConfig(_Strict):
+    """Tool pre-selection (`tools:`): a request's `tools` reduced to those it may call."""
+
+    enabled: bool = True
+    top_k: PositiveInt = Field(5, description="tools kept by score (besides those always kept)")
+    min_score: float = Field(
+        default=0.0,
+        ge=-1.0,
+        le=2.0,
+        description="a tool scoring below this is not kept by score (cosine + lexical bonus)",
+    )
+    always_keep: list[str] = Field(default=[], description="tool names never removed")
+    allow_empty: bool = Field(
+        default=False,
+        description="with nothing above min_score, forward no tools (and no tool_choice) "
+        "instead of the best one; never when tool_choice is 'required' or names a tool",
+    )
+    lexical_weight: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.3,
+        description="weight of the BM25 score (scaled to the catalog's best, 0..1) added to "
+        "the cosine; alone when no query embedding exists (direct model, fallback)",
+    )
+    context_messages: Annotated[int, Field(ge=0, le=64)] = Field(
+        4, description="messages before the last user turn whose words the lexical score reads"
+    )
+    context_weight: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.5, description="weight of those context words against the last user turn's"
+    )
+    max_text_chars: Annotated[int, Field(ge=32, le=8192)] = Field(
+        512, description="characters of each tool's text (name, description, parameters) read"
+    )
+    encode_wait_ms: Annotated[float, Field(ge=0, le=60_000)] = Field(
+        100.0,
+        description="how long a request waits for a new catalog's tools to be encoded; past "
+        "it, that request is scored lexically and the encoding finishes in the background",
+    )
+    cache: ToolCacheConfig = ToolCacheConfig()
+    decisions: dict[str, ToolKeeping] = Field(
+        default={},
+        description="per decision name ('default' and 'direct' included): overrides, e.g. "
+        "{enabled: false}",
+    )
 
 
 class RouterConfig(_Strict):
@@ -357,6 +620,7 @@ class RouterConfig(_Strict):
     signals: SignalsConfig = SignalsConfig()
     decisions: list[Decision] = []
     default: DefaultRoute
+    tools: ToolsConfig = ToolsConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
@@ -402,6 +666,11 @@ class RouterConfig(_Strict):
                 errors.extend(self._reasoning_errors(where, decision.models))
                 if decision.reasoning_effort is not None:
                     errors.extend(self._effort_errors(where, decision.models))
+        errors.extend(self._auth_errors(model_names, decision_names))
+        errors.extend(self._tools_errors(decision_names))
+        fallback = self.router.fallback_decision
+        if fallback is not None and fallback not in decision_names:
+            errors.append(f"router.fallback_decision: unknown decision '{fallback}'")
         if self.default.model not in model_names:
             errors.append(f"default.model: unknown model '{self.default.model}'")
         elif self.default.use_reasoning:
@@ -411,6 +680,46 @@ class RouterConfig(_Strict):
         if errors:
             raise ValueError("\n".join(errors))
         return self
+
+    def _auth_errors(self, model_names: set[str], decision_names: set[str]) -> list[str]:
+        """Keys name known models and decisions; BYOK cannot work beside router keys."""
+        auth = self.router.auth
+        errors: list[str] = []
+        decisions = decision_names | {ROUTE_DECISION_DEFAULT}
+        for i, key in enumerate(auth.keys):
+            for field, allowed, known in (
+                ("models", key.models, model_names),
+                ("decisions", key.decisions, decisions),
+            ):
+                errors.extend(
+                    f"router.auth.keys[{i}].{field}[{j}]: unknown {field[:-1]} '{name}'"
+                    for j, name in enumerate(allowed or ())
+                    if name not in known
+                )
+        if auth.enabled:
+            errors.extend(
+                f"models[{i}].forward_client_key: cannot be used with router.auth enabled (the "
+                "client's Authorization header carries its router key, never sent to a backend)"
+                for i, model in enumerate(self.models)
+                if model.forward_client_key
+            )
+        return errors
+
+    def _tools_errors(self, decision_names: set[str]) -> list[str]:
+        errors = []
+        known = decision_names | {ROUTE_DECISION_DEFAULT, DIRECT_DECISION}
+        errors.extend(
+            f"tools.decisions.{name}: unknown decision '{name}' (known: {', '.join(sorted(known))})"
+            for name in self.tools.decisions
+            if name not in known
+        )
+        max_tools = self.router.limits.max_tools
+        if self.tools.cache.max_entries < max_tools:
+            errors.append(
+                f"tools.cache.max_entries: {self.tools.cache.max_entries} is less than "
+                f"router.limits.max_tools ({max_tools}); one catalog must fit in the cache"
+            )
+        return errors
 
     def _reasoning_errors(self, where: str, names: list[str]) -> list[str]:
         """Reasoning that could not be applied is an error, never a silent no-op."""

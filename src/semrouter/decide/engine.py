@@ -9,14 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from semrouter.config.schema import Decision, ReasoningEffort, RouterConfig, SystemPrompt
+from semrouter.config.schema import (
+    ROUTE_DECISION_DEFAULT,
+    Decision,
+    ReasoningEffort,
+    RouterConfig,
+    SystemPrompt,
+)
 from semrouter.decide.rules import matches, used_signals
 from semrouter.signals.engine import SignalReport
 
 if TYPE_CHECKING:
     from semrouter.decide.selector import LearnedSelector
 
-DEFAULT_DECISION = "default"
+DEFAULT_DECISION = ROUTE_DECISION_DEFAULT
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,21 @@ class DecisionEngine:
             model=default.model,
             use_reasoning=default.use_reasoning,
             reasoning_effort=default.reasoning_effort,
+        )
+
+    def fallback(self, name: str | None) -> Outcome:
+        """The outcome used without signals: decision `name` (its first model, its reasoning,
+        prompt and cap), or the default route when name is None."""
+        decision = next((d for d in self.decisions if d.name == name), None)
+        if decision is None:
+            return self.default_outcome
+        return Outcome(
+            decision=decision.name,
+            model=decision.models[0],
+            use_reasoning=decision.use_reasoning,
+            reasoning_effort=decision.reasoning_effort,
+            system_prompt=decision.system_prompt,
+            max_tokens=decision.max_tokens,
         )
 
     def decide(self, signals: SignalReport, prompt_chars: int) -> Outcome:

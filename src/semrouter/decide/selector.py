@@ -60,7 +60,8 @@ def pick(
     if cost_weight < 0 or cost_scale <= 0:
         raise ValueError("cost_weight must be >= 0 and cost_scale > 0")
     utility = np.asarray(p_correct) - cost_weight * np.asarray(expected_cost) / cost_scale
-    return np.argmax(utility, axis=-1)
+    best: np.ndarray = np.argmax(utility, axis=-1)
+    return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    p: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return p
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,7 +208,7 @@ class LearnedSelector:
         meta = npz.with_suffix(".json")
         arrays = {name: np.asarray(getattr(self, name), dtype=np.float32) for name in _ARRAYS}
         with open(npz, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            np.savez_compressed(handle, allow_pickle=False, **arrays)
         document = {
             "format": "semrouter-selector/1",
             "input": "features",

@@ -3,7 +3,7 @@
 Backends implement ``semrouter.embed.base.Embedder``:
 
 * ``local.LocalEmbedder``: all-MiniLM-L6-v2 exported to ONNX without torch
-  (``onnx_export.ensure_model``), run by onnxruntime behind a micro-batcher (``batcher``);
+  (``model_cache.ensure_model``), run by onnxruntime behind a micro-batcher (``batcher``);
 * ``remote.RemoteEmbedder``: an OpenAI-compatible ``/embeddings`` endpoint.
 
 ``create_embedder`` builds the one that ``EmbeddingSettings`` (the YAML's ``embedding:``) picks.
@@ -17,8 +17,13 @@ from semrouter.embed.settings import EmbeddingSettings
 __all__ = ["Embedder", "EmbeddingError", "EmbeddingSettings", "Encoded", "create_embedder"]
 
 
-def create_embedder(settings: EmbeddingSettings | None = None) -> Embedder:
-    """The backend ``settings`` selects (default: local ONNX), ready for ``start()``."""
+def create_embedder(
+    settings: EmbeddingSettings | None = None, *, max_word_chars: int = 40, max_queue: int = 512
+) -> Embedder:
+    """The backend ``settings`` selects (default: local ONNX), ready for ``start()``.
+
+    ``max_word_chars`` and ``max_queue`` are the router's limits on spelling correction and on
+    texts waiting for the local encoder (see ``router.limits``)."""
     settings = settings or EmbeddingSettings()
     if settings.backend == "remote":
         from semrouter.embed.remote import RemoteEmbedder
@@ -43,4 +48,6 @@ def create_embedder(settings: EmbeddingSettings | None = None) -> Embedder:
         quantize=settings.quantize,
         spelling=settings.spelling,
         cache_dir=settings.cache_dir,
+        max_word_chars=max_word_chars,
+        max_queue=max_queue,
     )

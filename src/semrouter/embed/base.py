@@ -36,6 +36,11 @@ class Embedder(ABC):
     dim: int
     feature_dim: int
 
+    @property
+    def dimensions_known(self) -> bool:
+        """Whether dim and feature_dim are known before start() (a remote engine may probe)."""
+        return True
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources (sessions, worker threads). Called once before use."""
 
@@ -57,3 +62,7 @@ class Embedder(ABC):
 
 class EmbeddingError(RuntimeError):
     """An embedding backend failed (remote HTTP error, closed engine, malformed response)."""
+
+
+class EncoderOverloaded(EmbeddingError):
+    """The encoder's queue is full: the request should be retried later, not queued."""

@@ -10,7 +10,9 @@ engine sees few, larger calls:
   ``max_wait_ms`` after the oldest request was queued, and no longer.
 
 A failed batch fails only the callers whose texts were in it. A caller that gives up
-(cancellation) is dropped from its batch if that batch has not started.
+(cancellation, e.g. a missed deadline) is dropped from its batch if that batch has not started.
+The queue is bounded: past ``max_queue`` waiting texts, ``submit`` fails at once with
+``EncoderOverloaded`` instead of queueing without limit.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from semrouter.embed.base import EmbeddingError, Encoded
+from semrouter.embed.base import EmbeddingError, Encoded, EncoderOverloaded
 
 
 @dataclass(slots=True)
@@ -54,10 +56,13 @@ class MicroBatcher:
         *,
         max_batch: int = 32,
         max_wait_ms: float = 2.0,
+        max_queue: int = 512,
         thread_name: str = "semrouter-embed",
     ) -> None:
-        if max_batch < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
+        if max_batch < 1 or max_wait_ms < 0 or max_queue < 1:
+            raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
+        self._max_queue = max_queue
+        self._queued_texts = 0
         self._run = run
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000.0
@@ -84,6 +89,7 @@ class MicroBatcher:
         unanswered = [*self._in_flight, *self._pending]
         self._task = self._executor = self._wakeup = None
         self._in_flight, self._pending = [], deque()
+        self._queued_texts = 0
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -98,8 +104,13 @@ class MicroBatcher:
         if self._task is None:
             await self.start()
         assert self._wakeup is not None
+        if self._queued_texts and self._queued_texts + len(texts) > self._max_queue:
+            raise EncoderOverloaded(
+                f"{self._queued_texts} texts already wait for the encoder (limit {self._max_queue})"
+            )
         req = _Request(list(texts), asyncio.get_running_loop().create_future())
         self._pending.append(req)
+        self._queued_texts += len(req.texts)
         self._wakeup.set()
         return await req.future
 
@@ -133,17 +144,22 @@ class MicroBatcher:
             finally:
                 self._in_flight = []
 
+    def _take(self) -> _Request:
+        req = self._pending.popleft()
+        self._queued_texts -= len(req.texts)
+        return req
+
     async def _collect(self) -> list[_Request]:
         """Take the oldest request plus whatever fits, waiting only under concurrency."""
         assert self._wakeup is not None
-        first = self._pending.popleft()
+        first = self._take()
         batch, size = [first], len(first.texts)
         deadline = first.queued_at + self._max_wait_s
         while size < self._max_batch:
             if self._pending:
                 if size + len(self._pending[0].texts) > self._max_batch:
                     break
-                nxt = self._pending.popleft()
+                nxt = self._take()
                 batch.append(nxt)
                 size += len(nxt.texts)
                 continue

@@ -1,6 +1,7 @@
 """Local embedding backend: all-MiniLM-L6-v2 in onnxruntime on the CPU.
 
-Owns tokenisation, windowing and batching for the exported graph (see ``onnx_export``).
+Owns tokenisation, windowing and batching for the exported graph (see ``onnx_export``), which
+it loads from the cache (``model_cache``) without importing onnx.
 Texts longer than ``max_tokens`` wordpieces (special tokens included) keep a head and a tail
 window, ``[CLS] + first k + last k + [SEP]``, so a 2,000-token prompt costs no more than a
 256-token one; ``token_counts`` still reports the full length. Each batch is sorted by length
@@ -19,8 +20,8 @@ from tokenizers import Tokenizer
 
 from semrouter.embed.base import Embedder, Encoded
 from semrouter.embed.batcher import MicroBatcher
-from semrouter.embed.onnx_export import ensure_model, tokenizer_path
-from semrouter.embed.spelling import SpellingNormaliser, shipped_vocabulary
+from semrouter.embed.model_cache import ensure_model
+from semrouter.embed.spelling import MAX_WORD_CHARS, SpellingNormaliser, shipped_vocabulary
 
 MAX_POSITIONS = 512
 
@@ -61,7 +62,6 @@ class LocalEmbedder(Embedder):
 
     def __init__(
         self,
-        model_path: str | Path | None = None,
         *,
         max_tokens: int = 256,
         threads: int = 2,
@@ -70,11 +70,13 @@ class LocalEmbedder(Embedder):
         quantize: bool = False,
         spelling: bool = True,
         cache_dir: str | Path | None = None,
+        max_word_chars: int = MAX_WORD_CHARS,
+        max_queue: int = 512,
     ) -> None:
         if not 8 <= max_tokens <= MAX_POSITIONS:
             raise ValueError(f"max_tokens must be in 8..{MAX_POSITIONS}, got {max_tokens}")
-        path = Path(model_path) if model_path else ensure_model(cache_dir, quantize=quantize)
-        self.model_path = path
+        files = ensure_model(cache_dir, quantize=quantize)
+        path = self.model_path = files.onnx
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -89,7 +91,7 @@ class LocalEmbedder(Embedder):
         self.feature_dim = int(shapes["features"][1])
         self.max_tokens = max_tokens
         self.batch_size = batch_size
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_path()))
+        self._tokenizer = Tokenizer.from_file(str(files.tokenizer))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
         self._spelling: SpellingNormaliser | None = None
@@ -98,13 +100,13 @@ class LocalEmbedder(Embedder):
         if spelling:
             vocabulary = shipped_vocabulary()
             whole_words = (w for w in self._tokenizer.get_vocab() if w.isalpha() and w.isascii())
-            self._spelling = SpellingNormaliser.load(vocabulary, whole_words)
+            self._spelling = SpellingNormaliser.load(vocabulary, whole_words, max_word_chars)
             self.fingerprint += f"+spelling:{self._spelling.digest}"
         self._cls = self._special_id("[CLS]")
         self._sep = self._special_id("[SEP]")
         self._pad = self._special_id("[PAD]")
         self._batcher = MicroBatcher(
-            self.encode_sync, max_batch=batch_size, max_wait_ms=batch_wait_ms
+            self.encode_sync, max_batch=batch_size, max_wait_ms=batch_wait_ms, max_queue=max_queue
         )
 
     def _special_id(self, token: str) -> int:

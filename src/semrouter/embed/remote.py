@@ -36,7 +36,8 @@ def _parse(body: bytes, expected: int) -> np.ndarray:
     if matrix.ndim != 2 or matrix.shape[0] != expected:
         raise EmbeddingError(f"expected {expected} embeddings, got shape {matrix.shape}")
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.maximum(norms, 1e-12)
+    unit: np.ndarray = matrix / np.maximum(norms, 1e-12)
+    return unit
 
 
 class RemoteEmbedder(Embedder):
@@ -66,6 +67,10 @@ class RemoteEmbedder(Embedder):
         self._tokenizer = Tokenizer.from_file(str(tokenizer)) if tokenizer else None
         self._session: aiohttp.ClientSession | None = None
         self._dim = dim
+
+    @property
+    def dimensions_known(self) -> bool:
+        return self._dim is not None
 
     @property
     def dim(self) -> int:  # type: ignore[override]

@@ -8,9 +8,10 @@ frequent known word one edit away (a dropped, added, replaced or swapped letter)
 Known words are those of the vocabulary file (word counts from the training texts, written by
 ``semrouter train vocabulary``) and the tokenizer's whole-word entries; a word that is a known
 word plus or minus a common suffix ("webs", "devalue") counts as known. Corrections only go to
-words seen at least ``MIN_TARGET_COUNT`` times. Words in capitals inside mixed-case text are
-taken for acronyms and left alone. Only the text the encoder sees changes: keyword and regex
-signals still read the request as written.
+words seen at least ``MIN_TARGET_COUNT`` times, and words longer than ``max_word_chars`` are
+never looked at, so the work per text is linear in its length. Words in capitals inside
+mixed-case text are taken for acronyms and left alone. Only the text the encoder sees changes:
+keyword and regex signals still read the request as written.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ MIN_TARGET_COUNT = 2
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _SUFFIXES = ("s", "es", "ed", "d", "ing", "er", "ers", "ly", "al")
 _WORD = re.compile(r"[^\W\d_]{4,}")
+MAX_WORD_CHARS = 40
+"""Longer words are left alone (the longest English words of any use are under 30 letters)."""
 _EDGE = 2_000
 """Long texts are normalised only in their first and last ``_EDGE`` characters: the encoder
 reads a head and a tail window of about 128 wordpieces each, so the middle never matters."""
@@ -47,8 +50,14 @@ def edits1(word: str) -> set[str]:
 class SpellingNormaliser:
     """Callable ``text -> text`` correcting misspelt words against a known vocabulary."""
 
-    def __init__(self, counts: Mapping[str, int], extra_known: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        counts: Mapping[str, int],
+        extra_known: Iterable[str] = (),
+        max_word_chars: int = MAX_WORD_CHARS,
+    ) -> None:
         self._counts = dict(counts)
+        self._max_word_chars = max_word_chars
         self.digest = hashlib.sha256(
             "\n".join(f"{w}\t{n}" for w, n in sorted(self._counts.items())).encode()
         ).hexdigest()[:12]
@@ -57,7 +66,9 @@ class SpellingNormaliser:
         self.correct_word = lru_cache(maxsize=16_384)(self._correct_word)
 
     @classmethod
-    def load(cls, path: str | Path, extra_known: Iterable[str] = ()) -> SpellingNormaliser:
+    def load(
+        cls, path: str | Path, extra_known: Iterable[str] = (), max_word_chars: int = MAX_WORD_CHARS
+    ) -> SpellingNormaliser:
         """Read a vocabulary file: gzip'd lines of ``word<TAB>count``."""
         counts: dict[str, int] = {}
         with gzip.open(path, "rt", encoding="utf-8") as handle:
@@ -66,7 +77,7 @@ class SpellingNormaliser:
                 if not word or not count.isdigit():
                     raise ValueError(f"{path}:{number}: expected 'word<TAB>count'")
                 counts[word] = int(count)
-        return cls(counts, extra_known)
+        return cls(counts, extra_known, max_word_chars)
 
     def _is_known(self, word: str) -> bool:
         if word in self._known:
@@ -89,12 +100,16 @@ class SpellingNormaliser:
         if len(text) > 3 * _EDGE:
             head = text.rfind(" ", 0, _EDGE)
             tail = text.find(" ", len(text) - _EDGE)
-            if 0 < head < tail:
-                return self(text[:head]) + text[head:tail] + self(text[tail:])
+            head = head if head > 0 else _EDGE
+            tail = tail if tail > head else len(text) - _EDGE
+            return self(text[:head]) + text[head:tail] + self(text[tail:])
         shouting = text.isupper()
 
         def fix(match: re.Match[str]) -> str:
             word = match.group(0)
+            # edits1 is quadratic in the word's length: a long "word" is no typo to correct.
+            if len(word) > self._max_word_chars:
+                return word
             if not word.isascii() or (word.isupper() and not shouting):
                 return word
             lower = word.lower()

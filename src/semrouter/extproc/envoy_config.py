@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import yaml
 
-from semrouter.config.schema import ModelConfig, RouterConfig
+from semrouter.config.schema import LimitsConfig, ModelConfig, RouterConfig
 from semrouter.extproc.backends import BackendLayout, EndpointAddress
 
 EXTPROC_CLUSTER = "extproc"
@@ -46,6 +46,10 @@ _JSON = [
 ]
 _UPSTREAM_FAILURE_FLAGS = ["UF", "URX", "UO", "UH", "UR", "UC"]
 _UPSTREAM_TIMEOUT_FLAGS = ["UT"]
+# Envoy's own 413 (a body without Content-Length that outgrew its buffer). The processor's 413s
+# (too many messages, parts, tools) carry their own body and must not match: Envoy removes
+# content-length from a request whose body the processor streams, so only the details tell.
+_ENVOY_BODY_TOO_LARGE = "response.code_details == 'request_payload_too_large'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +154,7 @@ _DECISION_HEADERS = [
         "x-semrouter-reasoning",
         "x-semrouter-reasoning-effort",
         "x-semrouter-route-ms",
+        "x-semrouter-tenant",  # router.auth on: the processor sets it, or removes the client's
     )
 ] + [
     {
@@ -188,7 +193,9 @@ def _routes(config: RouterConfig, layouts: dict[str, BackendLayout]) -> list[dic
     return routes
 
 
-def _local_replies(options: EnvoyOptions, max_body_bytes: int) -> dict[str, Any]:
+def _local_replies(
+    options: EnvoyOptions, max_body_bytes: int, limits: LimitsConfig
+) -> dict[str, Any]:
     """OpenAI-shaped bodies for the replies Envoy makes up itself (first matching mapper wins)."""
     backend = "Backend for model '%REQ(X-SEMROUTER-MODEL)%'"
 
@@ -242,6 +249,27 @@ def _local_replies(options: EnvoyOptions, max_body_bytes: int) -> dict[str, Any]
                     "router_timeout",
                 ),
             ),
+            # The client too slow with its headers or body (request_headers_timeout,
+            # request_timeout), as `semrouter serve` answers it.
+            mapper(
+                status_is(408),
+                408,
+                _error(
+                    "Request not received within "
+                    f"{limits.header_read_timeout_s + limits.body_read_timeout_s:g}s",
+                    "invalid_request_error",
+                    "request_timeout",
+                ),
+            ),
+            mapper(
+                status_is(431),
+                431,
+                _error(
+                    f"Request headers exceed the limit of {limits.max_header_bytes} bytes",
+                    "invalid_request_error",
+                    "headers_too_large",
+                ),
+            ),
             # A body sent without Content-Length that outgrew the buffer; a declared length over
             # the limit is refused by the processor itself, with its own message.
             mapper(
@@ -250,12 +278,13 @@ def _local_replies(options: EnvoyOptions, max_body_bytes: int) -> dict[str, Any]
                         "filters": [
                             status_is(413),
                             {
-                                "header_filter": {
-                                    "header": {
-                                        "name": "content-length",
-                                        "present_match": True,
-                                        "invert_match": True,
-                                    }
+                                "extension_filter": {
+                                    "name": "envoy.access_loggers.extension_filters.cel",
+                                    "typed_config": {
+                                        "@type": _TYPE + "extensions.access_loggers.filters.cel."
+                                        "v3.ExpressionFilter",
+                                        "expression": _ENVOY_BODY_TOO_LARGE,
+                                    },
                                 }
                             },
                         ]
@@ -361,6 +390,7 @@ def bootstrap(config: RouterConfig, options: EnvoyOptions) -> dict[str, Any]:
     """The bootstrap as data. Raises BackendLayoutError for endpoints one cluster cannot hold."""
     layouts = {m.name: BackendLayout.of(m) for m in config.models}
     max_body = config.router.max_body_bytes
+    limits = config.router.limits
     manager = {
         "@type": _TYPE
         + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -379,7 +409,11 @@ def bootstrap(config: RouterConfig, options: EnvoyOptions) -> dict[str, Any]:
                 },
             }
         ],
-        "local_reply_config": _local_replies(options, max_body),
+        # The client's time and header bytes, bounded as `semrouter serve` bounds them.
+        "request_headers_timeout": _seconds(limits.header_read_timeout_s),
+        "request_timeout": _seconds(limits.header_read_timeout_s + limits.body_read_timeout_s),
+        "max_request_headers_kb": -(-limits.max_header_bytes // 1024),
+        "local_reply_config": _local_replies(options, max_body, limits),
         "route_config": {
             "name": "semrouter",
             "virtual_hosts": [

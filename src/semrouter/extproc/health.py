@@ -67,7 +67,7 @@ class Health:
         for service in self._status:
             self._status[service] = status
 
-    async def check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         status = self._status.get(request.service)
         if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service '{request.service}'")

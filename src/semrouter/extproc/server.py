@@ -4,12 +4,16 @@ Envoy's ext_proc filter opens one `envoy.service.ext_proc.v3.ExternalProcessor/P
 HTTP request and sends it the request and response piece by piece. For a chat-completions request:
 
   request headers   remembered; what the HTTP proxy refuses before reading a body is refused here
-                    too (wrong method, Content-Length over router.max_body_bytes, no body).
+                    too (wrong method, no valid client key with router.auth on,
+                    Content-Length over router.max_body_bytes, no body).
   request body      parse → Router.route → Router.rewrite, exactly as `semrouter serve` does. The
                     answer replaces the body, fixes content-length, sets the x-semrouter-* decision
-                    headers, the backend's :path and (with `api_key_env`) authorization, and clears
-                    the route cache so Envoy's route table picks the backend cluster from
-                    x-semrouter-model. Two ways to receive the body, as the filter says in its
+                    headers, the backend's :path and credentials (auth/backend.py: the client's
+                    authorization and x-api-key are removed unless the model forwards them, and
+                    `api_key_env`'s key is set), and clears the route cache so Envoy's route
+                    table picks the backend cluster from x-semrouter-model. x-semrouter-tenant is
+                    set to the authenticated tenant, or removed. Two ways to receive the body, as
+                    the filter says in its
                     protocol_config:
                     - STREAMED and sent without waiting for the headers answer (the bootstrap of
                       `semrouter envoy-config`): one round trip. The headers answer is held back
@@ -29,13 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
-import orjson
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
@@ -54,19 +56,28 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 )
 from envoy.type.v3.http_status_pb2 import HttpStatus
 
+from semrouter.auth import CREDENTIAL_HEADERS, TENANT_HEADER, Principal, backend_credentials
 from semrouter.config.schema import RouterConfig
 from semrouter.extproc.backends import CHAT_SUFFIX, BackendLayout
 from semrouter.extproc.envoy_config import buffer_limit
 from semrouter.extproc.health import NOT_SERVING, SERVING, Health
-from semrouter.pipeline.errors import RouterError, bad_request, body_too_large
+from semrouter.extproc.metrics import serve_metrics
+from semrouter.pipeline.errors import (
+    RouterError,
+    bad_request,
+    body_too_large,
+    headers_too_large,
+    internal_error,
+    method_not_allowed,
+)
+from semrouter.pipeline.flow import Pipeline, Prepared
 from semrouter.pipeline.request import parse_chat_request
-from semrouter.pipeline.router import Route, Router
+from semrouter.pipeline.router import Router
 
 log = logging.getLogger("semrouter.extproc")
 
 SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
 HEADERS_ALLOWANCE = 1024 * 1024
-SHUTDOWN_GRACE_S = 5.0
 
 # Not chat completions: no body to Envoy's processor, no response headers either.
 PASS_THROUGH = ProcessingMode(
@@ -85,24 +96,6 @@ _EMPTY_ANSWER = {
 }
 
 
-def method_not_allowed() -> RouterError:
-    return RouterError(405, "Method Not Allowed", "invalid_request_error", "method_not_allowed")
-
-
-def body_over_buffer(limit: int) -> RouterError:
-    """Envoy handed over part of a body: it outgrew the filter's buffer before it ended."""
-    return RouterError(
-        413,
-        f"Request body exceeds the limit of {limit} bytes",
-        "invalid_request_error",
-        "request_too_large",
-    )
-
-
-def internal_error() -> RouterError:
-    return RouterError(500, "Internal router error", "api_error", "internal_error")
-
-
 def header_dict(headers: HttpHeaders) -> dict[str, str]:
     """Envoy sends values in raw_value (bytes) by default, in value on older versions."""
     return {
@@ -111,7 +104,7 @@ def header_dict(headers: HttpHeaders) -> dict[str, str]:
     }
 
 
-def set_headers(values: Mapping[str, str]) -> HeaderMutation:
+def set_headers(values: Mapping[str, str], remove: Sequence[str] = ()) -> HeaderMutation:
     return HeaderMutation(
         set_headers=[
             HeaderValueOption(
@@ -119,7 +112,8 @@ def set_headers(values: Mapping[str, str]) -> HeaderMutation:
                 append_action=HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
             )
             for key, value in values.items()
-        ]
+        ],
+        remove_headers=list(remove),
     )
 
 
@@ -127,7 +121,7 @@ def immediate(error: RouterError) -> ProcessingResponse:
     return ProcessingResponse(
         immediate_response=ImmediateResponse(
             status=HttpStatus(code=error.status),
-            headers=set_headers({"content-type": "application/json"}),
+            headers=set_headers({"content-type": "application/json", **error.headers()}),
             body=error.body(),
             details=f"semrouter_{error.code}",
         )
@@ -146,13 +140,15 @@ def check_content_length(declared: str | None, limit: int) -> None:
 class Exchange:
     """One HTTP request, across the messages of its gRPC stream."""
 
-    def __init__(self, router: Router, backends: Mapping[str, BackendLayout]) -> None:
-        self.router = router
+    def __init__(self, pipeline: Pipeline, backends: Mapping[str, BackendLayout]) -> None:
+        self.pipeline = pipeline
         self.backends = backends
-        self.limit = router.config.router.max_body_bytes
+        self.limit = pipeline.max_body_bytes
+        self.admitted = False
         self.request_headers: dict[str, str] = {}
         self.passthrough = False
-        self.route: Route | None = None
+        self.prepared: Prepared | None = None
+        self.principal: Principal | None = None
         self.response_body_mode: int | None = None  # as the filter is configured, when it says
         # Envoy streams the body without waiting for our headers answer: that answer waits for
         # the body instead (so the route is known when Envoy routes), then one answer per chunk.
@@ -177,9 +173,11 @@ class Exchange:
             if kind == "response_headers":
                 return [self.on_response_headers(message.response_headers)]
         except RouterError as error:
+            self.pipeline.metrics.failed(error)
             return [immediate(error)]
         except Exception:
             log.exception("unexpected error while processing a request")
+            self.pipeline.metrics.failed(internal_error())
             return [immediate(internal_error())]
         return [ProcessingResponse(**{kind: _EMPTY_ANSWER[kind]()})]
 
@@ -193,7 +191,13 @@ class Exchange:
             ]
         if self.request_headers.get(":method") != "POST":
             raise method_not_allowed()
+        size = sum(len(k) + len(v) for k, v in self.request_headers.items())
+        if size > self.pipeline.limits.max_header_bytes:
+            raise headers_too_large(size, self.pipeline.limits.max_header_bytes)
+        self.principal = self.pipeline.authenticate(self.request_headers)  # 401 before the body
         check_content_length(self.request_headers.get("content-length"), self.limit)
+        self.pipeline.admission.enter()
+        self.admitted = True
         if headers.end_of_stream:
             parse_chat_request(b"", self.limit)  # raises the proxy's "body is empty" error
         if self.answer_headers_last:
@@ -203,7 +207,7 @@ class Exchange:
     async def on_request_body(self, body: HttpBody) -> list[ProcessingResponse]:
         if not self.answer_headers_last:
             if not body.end_of_stream:
-                raise body_over_buffer(self.limit)  # BUFFERED: the filter's buffer overflowed
+                raise body_too_large(None, self.limit)  # BUFFERED: the filter's buffer overflowed
             return [
                 ProcessingResponse(
                     request_body=BodyResponse(response=await self.rewrite(body.body))
@@ -212,7 +216,7 @@ class Exchange:
         self.chunks.append(body.body)
         self.received += len(body.body)
         if self.received > self.limit:
-            raise body_over_buffer(self.limit)
+            raise body_too_large(None, self.limit)
         if not body.end_of_stream:
             return []
         answer = await self.rewrite(b"".join(self.chunks))
@@ -239,30 +243,39 @@ class Exchange:
 
     async def rewrite(self, raw: bytes) -> CommonResponse:
         """The pipeline on a whole body: its rewrite, and the headers Envoy routes on."""
-        chat = parse_chat_request(raw, self.limit)
-        route = await self.router.route(chat)
-        self.route = route
-        payload = orjson.dumps(self.router.rewrite(chat, route))
-        headers = {**route.headers(), "content-length": str(len(payload))}
+        prepared = self.prepared = await self.pipeline.prepare(
+            raw, self.request_headers, self.principal
+        )
+        route = prepared.route
+        payload = prepared.body
+        headers = {
+            **prepared.headers,
+            "content-length": str(len(payload)),
+            **backend_credentials(route.model, self.request_headers),
+        }
         path, _, query = self.request_headers.get(":path", "").partition("?")
         backend_path = self.backends[route.model.name].chat_path
         if path != backend_path:
             headers[":path"] = f"{backend_path}?{query}" if query else backend_path
-        key = os.environ.get(route.model.api_key_env) if route.model.api_key_env else None
-        if key:
-            headers["authorization"] = f"Bearer {key}"
+        # What the client sent and the pipeline did not set goes: its credentials (unless the
+        # model forwards them), and a tenant header no authenticated key vouched for.
+        removed = [
+            name
+            for name in (*CREDENTIAL_HEADERS, TENANT_HEADER)
+            if name in self.request_headers and name not in headers
+        ]
         log.debug("routed to %s (%s)", route.model.name, headers["x-semrouter-decision"])
         return CommonResponse(
-            header_mutation=set_headers(headers),
+            header_mutation=set_headers(headers, removed),
             body_mutation=BodyMutation(body=payload),
             clear_route_cache=True,
         )
 
     def on_response_headers(self, headers: HttpHeaders) -> ProcessingResponse:
-        added = self.route.headers() if self.route is not None else {}
+        added = dict(self.prepared.headers) if self.prepared is not None else {}
         response = ProcessingResponse()
         if header_dict(headers).get("content-type", "").startswith("text/event-stream"):
-            if self.route is not None:
+            if self.prepared is not None:
                 added["cache-control"] = "no-cache"
             if self.response_body_mode is None or self.response_body_mode in _BUFFERING:
                 response.mode_override.CopyFrom(STREAM_RESPONSE)
@@ -271,20 +284,24 @@ class Exchange:
 
 
 class ExtProcServicer(external_processor_pb2_grpc.ExternalProcessorServicer):
-    def __init__(self, router: Router) -> None:
-        self.router = router
-        self.backends = {m.name: BackendLayout.of(m) for m in router.config.models}
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.backends = {m.name: BackendLayout.of(m) for m in pipeline.config.models}
 
     async def Process(
         self, request_iterator: AsyncIterator[ProcessingRequest], context: grpc.aio.ServicerContext
     ) -> None:
         # read()/write() on the context: cheaper per message than async iterators in grpc.aio
-        exchange = Exchange(self.router, self.backends)
-        while (message := await context.read()) is not grpc.aio.EOF:
-            for response in await exchange.handle(message):
-                await context.write(response)
-                if response.HasField("immediate_response"):
-                    return
+        exchange = Exchange(self.pipeline, self.backends)
+        try:
+            while (message := await context.read()) is not grpc.aio.EOF:
+                for response in await exchange.handle(message):
+                    await context.write(response)
+                    if response.HasField("immediate_response"):
+                        return
+        finally:
+            if exchange.admitted:
+                self.pipeline.admission.leave()
 
 
 @dataclass(slots=True)
@@ -293,17 +310,19 @@ class RunningServer:
     port: int
     health: Health
 
-    async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+    async def stop(self, grace_s: float) -> None:
+        """Report NOT_SERVING, refuse new streams, and let those in flight finish for up to
+        grace_s; then cancel what is left."""
         self.health.set(NOT_SERVING)
         await self.server.stop(grace_s)
 
 
-async def start(router: Router, host: str, port: int) -> RunningServer:
+async def start(pipeline: Pipeline, host: str, port: int) -> RunningServer:
     """Serve ext_proc and health on host:port (0: any free port) once the router has started.
     Raises OSError if the address cannot be bound (before the router loads anything)."""
-    servicer = ExtProcServicer(router)
+    servicer = ExtProcServicer(pipeline)
     # The largest body Envoy hands over is its buffer limit; headers come in the same message.
-    largest = buffer_limit(router.config) + HEADERS_ALLOWANCE
+    largest = buffer_limit(pipeline.config) + HEADERS_ALLOWANCE
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", largest)])
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(servicer, server)
     health = Health((SERVICE_NAME,))
@@ -313,22 +332,29 @@ async def start(router: Router, host: str, port: int) -> RunningServer:
         bound = server.add_insecure_port(address)
     except RuntimeError:
         raise OSError(f"cannot listen on {address} (in use, or not an address here)") from None
-    await router.start()
+    await pipeline.start()
     await server.start()
     health.set(SERVING)
     return RunningServer(server, bound, health)
 
 
-async def run(config: RouterConfig, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT, then report NOT_SERVING and drain for a few seconds."""
-    router = Router.from_config(config)
-    running = await start(router, host, port)
+async def run(config: RouterConfig, host: str, port: int, metrics_port: int | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then report NOT_SERVING, let the requests in flight finish
+    for up to `router.limits.shutdown_grace_s`, and return. With metrics_port, Prometheus
+    metrics (the same series as `semrouter serve`'s pipeline metrics) are served there."""
+    pipeline = Pipeline(Router.from_config(config))
+    running = await start(pipeline, host, port)
     log.info("semrouter ext_proc listening on %s:%d", host, running.port)
+    metrics = await serve_metrics(pipeline, host, metrics_port) if metrics_port else None
+    if metrics_port:
+        log.info("metrics on http://%s:%d/metrics", host, metrics_port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
-    log.info("shutting down")
-    await running.stop()
-    await router.close()
+    log.info("shutting down: %d requests in flight", pipeline.admission.in_flight)
+    await running.stop(config.router.limits.shutdown_grace_s)
+    if metrics is not None:
+        await metrics.cleanup()
+    await pipeline.close()

@@ -1,4 +1,10 @@
-"""Parsing a chat-completions request: raw bytes in, a validated ChatRequest out (or a 400)."""
+"""Parsing a chat-completions request: raw bytes in, a validated ChatRequest out (or a 400/413).
+
+Every check here costs work bounded by `router.limits`, never by the input: the body is at most
+`max_body_bytes`, counts (messages, content parts, tools) are compared before anything is
+iterated, nesting depth is bounded, and the texts classification reads are windows of
+`classify_chars` characters (see `window`).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,15 @@ from typing import Any
 
 import orjson
 
-from semrouter.pipeline.errors import RouterError, bad_request, body_too_large
+from semrouter.config.schema import LimitsConfig, ToolsConfig
+from semrouter.pipeline.errors import RouterError, bad_request, body_too_large, too_large
+from semrouter.signals.engine import SignalInput
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_DEFAULT_LIMITS = LimitsConfig()
+_DEFAULT_TOOLS = ToolsConfig()
+_SNAP = 64
+"""A window edge moves back to whitespace if there is some within this many characters."""
 
 
 @dataclass(slots=True)
@@ -31,6 +43,63 @@ class ChatRequest:
     def conversation_text(self) -> str:
         return "\n".join(message_text(m) for m in self.messages)
 
+    @property
+    def tools(self) -> tuple[dict[str, Any], ...]:
+        """The request's `tools` entries (checked at parse time: objects with a name)."""
+        tools = self.body.get("tools")
+        return tuple(tools) if isinstance(tools, list) else ()
+
+    def tool_context(self, messages: int, limit: int) -> str:
+        """The text of the `messages` latest turns besides the last user turn (which the
+        routing text holds): earlier turns and the tool calls and results after it, newest
+        first, cut to `limit` characters."""
+        routing = next(
+            (i for i in reversed(range(len(self.messages))) if self.messages[i]["role"] == "user"),
+            None,
+        )
+        start = max(0, len(self.messages) - messages - 1)
+        recent = [m for i, m in enumerate(self.messages[start:], start) if i != routing]
+        return "\n".join(message_text(m) for m in reversed(recent[-messages:]))[:limit]
+
+    def signal_input(
+        self, limits: LimitsConfig = _DEFAULT_LIMITS, tools: ToolsConfig = _DEFAULT_TOOLS
+    ) -> SignalInput:
+        """The bounded view of this request that signals read."""
+        text = self.routing_text()
+        catalog = self.tools
+        context = (
+            self.tool_context(tools.context_messages, limits.classify_chars)
+            if catalog and tools.context_messages
+            else ""
+        )
+        if len(self.messages) == 1 and len(text) <= limits.classify_chars:
+            return SignalInput(text=text, prompt_chars=len(text), tools=catalog)
+        conversation = self.conversation_text() if len(self.messages) > 1 else text
+        return SignalInput(
+            text=window(text, limits.classify_chars),
+            prompt_chars=len(text),
+            conversation_sample=conversation[: limits.count_chars],
+            conversation_chars=len(conversation),
+            tools=catalog,
+            context=context,
+        )
+
+
+def window(text: str, limit: int) -> str:
+    """The first and last `limit // 2` characters of text, or text itself if it is shorter.
+
+    Each edge snaps back to whitespace when there is some nearby, so no word is cut; without
+    whitespace (one long word, a minified blob) it is cut where it falls.
+    """
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    head_end = text.rfind(" ", half - _SNAP, half)
+    tail_start = text.find(" ", len(text) - half, len(text) - half + _SNAP)
+    head = text[: head_end if head_end > 0 else half]
+    tail = text[tail_start + 1 if tail_start >= 0 else len(text) - half :]
+    return f"{head} {tail}"
+
 
 def message_text(message: dict[str, Any]) -> str:
     content = message.get("content")
@@ -45,7 +114,7 @@ def message_text(message: dict[str, Any]) -> str:
     return ""
 
 
-def _check_message(i: int, message: object) -> None:
+def _check_message(i: int, message: object, limits: LimitsConfig) -> None:
     if not isinstance(message, dict):
         raise bad_request(f"messages[{i}] must be an object", "invalid_messages")
     role = message.get("role")
@@ -59,6 +128,12 @@ def _check_message(i: int, message: object) -> None:
             return
         raise bad_request(f"messages[{i}].content is required", "invalid_messages")
     if isinstance(content, list):
+        if len(content) > limits.max_content_parts:
+            raise too_large(
+                f"messages[{i}].content has {len(content)} parts; the limit is "
+                f"{limits.max_content_parts}",
+                "too_many_content_parts",
+            )
         for j, part in enumerate(content):
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
                 raise bad_request(
@@ -71,7 +146,53 @@ def _check_message(i: int, message: object) -> None:
         )
 
 
-def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
+def _check_tools(tools: object, limits: LimitsConfig) -> None:
+    """`tools` is a list of at most max_tools objects, each naming its tool: `name` in the
+    object its `type` names (`function` by default: tools[i].function.name) or at the top."""
+    if not isinstance(tools, list):
+        raise bad_request("'tools' must be a list", "invalid_tools")
+    if len(tools) > limits.max_tools:
+        raise too_large(
+            f"'tools' has {len(tools)} entries; the limit is {limits.max_tools}",
+            "too_many_tools",
+        )
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise bad_request(f"tools[{i}] must be an object", "invalid_tools")
+        kind = tool.get("type", "function")
+        if not isinstance(kind, str):
+            raise bad_request(f"tools[{i}].type must be a string", "invalid_tools")
+        inner = tool.get(kind)
+        named = inner if isinstance(inner, dict) else tool
+        name = named.get("name")
+        if not isinstance(name, str) or not name:
+            where = f"tools[{i}].{kind}.name" if isinstance(inner, dict) else f"tools[{i}].{kind}"
+            raise bad_request(
+                f"tools[{i}] has no name: {where} must be a non-empty string", "invalid_tools"
+            )
+
+
+def nesting_exceeds(raw: bytes, body: dict[str, object], limit: int) -> bool:
+    """Whether body nests deeper than limit. A body with fewer brackets than the limit cannot
+    (the common case, one C-speed count); otherwise walk it, stopping at the first too-deep
+    container."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    stack: list[tuple[dict[str, object] | list[object], int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def parse_body(
+    raw: bytes, max_bytes: int, limits: LimitsConfig = _DEFAULT_LIMITS
+) -> dict[str, Any]:
     if len(raw) > max_bytes:
         raise body_too_large(len(raw), max_bytes)
     if not raw:
@@ -82,15 +203,23 @@ def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
         raise bad_request(f"Request body is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("Request body must be a JSON object", "invalid_json")
+    if nesting_exceeds(raw, body, limits.max_json_depth):
+        raise bad_request(
+            f"Request body nests deeper than {limits.max_json_depth} levels", "too_deep"
+        )
     return body
 
 
-def parse_chat_request(raw: bytes, max_bytes: int) -> ChatRequest:
-    body = parse_body(raw, max_bytes)
-    return chat_request_from_body(body)
+def parse_chat_request(
+    raw: bytes, max_bytes: int, limits: LimitsConfig = _DEFAULT_LIMITS
+) -> ChatRequest:
+    body = parse_body(raw, max_bytes, limits)
+    return chat_request_from_body(body, limits)
 
 
-def chat_request_from_body(body: dict[str, Any]) -> ChatRequest:
+def chat_request_from_body(
+    body: dict[str, Any], limits: LimitsConfig = _DEFAULT_LIMITS
+) -> ChatRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("'model' is required and must be a non-empty string", "invalid_model")
@@ -101,8 +230,16 @@ def chat_request_from_body(body: dict[str, Any]) -> ChatRequest:
         raise bad_request("'messages' must be a list", "invalid_messages")
     if not messages:
         raise bad_request("'messages' must not be empty", "invalid_messages")
+    if len(messages) > limits.max_messages:
+        raise too_large(
+            f"'messages' has {len(messages)} entries; the limit is {limits.max_messages}",
+            "too_many_messages",
+        )
     for i, message in enumerate(messages):
-        _check_message(i, message)
+        _check_message(i, message, limits)
+    tools = body.get("tools")
+    if tools is not None:
+        _check_tools(tools, limits)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise bad_request("'stream' must be a boolean", "invalid_stream")
@@ -115,19 +252,20 @@ def chat_request_from_body(body: dict[str, Any]) -> ChatRequest:
     return ChatRequest(body=body, model=model, messages=messages, stream=stream)
 
 
-def classify_input(raw: bytes, max_bytes: int) -> ChatRequest:
-    """The /api/v1/classify body: {"text": ...} or {"messages": [...]}."""
-    body = parse_body(raw, max_bytes)
+def classify_input(
+    raw: bytes, max_bytes: int, limits: LimitsConfig = _DEFAULT_LIMITS
+) -> ChatRequest:
+    """The /api/v1/classify body: {"text": ...} or {"messages": [...]}, either with `tools`."""
+    body = parse_body(raw, max_bytes, limits)
     text = body.get("text")
     if text is not None:
         if not isinstance(text, str):
             raise bad_request("'text' must be a string", "invalid_text")
-        return ChatRequest(
-            body={}, model="", messages=[{"role": "user", "content": text}], stream=False
-        )
-    if "messages" not in body:
+        tools = {"tools": body["tools"]} if "tools" in body else {}
+        body = {"messages": [{"role": "user", "content": text}], **tools}
+    elif "messages" not in body:
         raise bad_request("Give 'text' or 'messages'", "missing_input")
-    return chat_request_from_body({"model": "auto", **body, "stream": False})
+    return chat_request_from_body({"model": "auto", **body, "stream": False}, limits)
 
 
 __all__ = [
@@ -138,4 +276,5 @@ __all__ = [
     "message_text",
     "parse_body",
     "parse_chat_request",
+    "window",
 ]

@@ -8,6 +8,7 @@ The HTTP proxy and the Envoy ext_proc server both call exactly these two methods
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,16 +16,17 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from semrouter.config.schema import ModelConfig, RouterConfig, SystemPrompt
+from semrouter.config import ConfigError
+from semrouter.config.schema import DIRECT_DECISION, ModelConfig, RouterConfig, SystemPrompt
 from semrouter.decide.engine import DecisionEngine, Outcome
 from semrouter.embed import create_embedder
-from semrouter.embed.base import Embedder
-from semrouter.pipeline.errors import model_not_found
+from semrouter.embed.base import Embedder, EmbeddingError, EncoderOverloaded
+from semrouter.pipeline.artifacts import require_artifacts, width_errors
+from semrouter.pipeline.errors import embedding_unavailable, model_not_found, overloaded
 from semrouter.pipeline.request import ChatRequest
 from semrouter.reasoning.families import apply_reasoning, family_fields, strip_reasoning_controls
-from semrouter.signals.engine import SignalEngine, SignalReport
-
-DIRECT_DECISION = "direct"
+from semrouter.signals.engine import SignalEngine, SignalInput, SignalReport
+from semrouter.tools import ToolScorer
 
 
 @dataclass(slots=True)
@@ -35,6 +37,14 @@ class Route:
     outcome: Outcome | None
     signals: SignalReport | None
     route_ms: float
+    fallback: str | None = None
+    """Why the fallback route answered instead of the signals: 'deadline', 'embedding_error'."""
+    input: SignalInput | None = None
+    """What the signals read (None for a direct model request)."""
+
+    @property
+    def decision(self) -> str:
+        return self.outcome.decision if self.outcome is not None else DIRECT_DECISION
 
     @property
     def reasoning(self) -> str:
@@ -46,13 +56,15 @@ class Route:
         outcome, signals = self.outcome, self.signals
         headers = {
             "x-semrouter-model": self.model.name,
-            "x-semrouter-decision": outcome.decision if outcome else DIRECT_DECISION,
+            "x-semrouter-decision": self.decision,
             "x-semrouter-domain": (signals.domain if signals and signals.domain else "none"),
             "x-semrouter-reasoning": self.reasoning,
             "x-semrouter-route-ms": f"{self.route_ms:.2f}",
         }
         if outcome and outcome.use_reasoning and outcome.reasoning_effort:
             headers["x-semrouter-reasoning-effort"] = outcome.reasoning_effort
+        if self.fallback is not None:
+            headers["x-semrouter-fallback"] = self.fallback
         return headers
 
     def summary(self) -> dict[str, Any]:
@@ -60,7 +72,7 @@ class Route:
         outcome, signals = self.outcome, self.signals
         result: dict[str, Any] = {
             "model": self.model.name,
-            "decision": outcome.decision if outcome else DIRECT_DECISION,
+            "decision": self.decision,
             "domain": signals.domain if signals else None,
             "reasoning": bool(outcome and outcome.use_reasoning),
             "reasoning_effort": outcome.reasoning_effort
@@ -83,15 +95,23 @@ class Route:
                 result["model_expected_costs"] = {
                     m: round(c, 1) for m, c in outcome.model_expected_costs.items()
                 }
+        result["fallback"] = self.fallback
         result["route_ms"] = round(self.route_ms, 3)
         return result
 
 
 class Router:
     def __init__(self, config: RouterConfig, embedder: Embedder | None = None) -> None:
+        """Raises ConfigError if an artifact the config names is missing or does not fit it."""
+        require_artifacts(config)
         self.config = config
         self.auto_names = frozenset(config.router.auto_model_names)
-        self.signals = SignalEngine(config.signals, embedder)
+        self.tool_scorer = (
+            ToolScorer(config.tools, embedder, config.embedding.batch_size)
+            if scores_tools(config)
+            else None
+        )
+        self.signals = SignalEngine(config.signals, embedder, self.tool_scorer)
         self.embedder = embedder
         self.decisions = DecisionEngine(config)
         self._models = {m.name: m for m in config.models}
@@ -99,16 +119,36 @@ class Router:
         self._extra_reasoning_fields = family_fields(
             config.family(m) for m in config.models if config.family(m) is not None
         )
+        self.limits = config.router.limits
+        self._deadline_s = self.limits.classify_deadline_ms / 1000
+        self.fallback_outcome = self.decisions.fallback(config.router.fallback_decision)
+        if embedder is not None and embedder.dimensions_known:
+            self._check_widths(embedder)
+
+    def _check_widths(self, embedder: Embedder) -> None:
+        heads = {"domain": self.signals.domain_head, "reasoning": self.signals.reasoning_head}
+        errors = width_errors(
+            self.config, heads, self.decisions.selectors, embedder.dim, embedder.feature_dim
+        )
+        if errors:
+            raise ConfigError("<router>", errors)
 
     @classmethod
     def from_config(cls, config: RouterConfig) -> Router:
-        needed = config.signals.needs_embedding
-        return cls(config, create_embedder(config.embedding) if needed else None)
+        if not config.signals.needs_embedding:
+            return cls(config, None)
+        limits = config.router.limits
+        embedder = create_embedder(
+            config.embedding, max_word_chars=limits.max_word_chars, max_queue=limits.encoder_queue
+        )
+        return cls(config, embedder)
 
     async def start(self) -> None:
+        """Start the embedder (a remote one learns its width here, and is checked then)."""
         _single_threaded_blas()
         if self.embedder is not None:
             await self.embedder.start()
+            self._check_widths(self.embedder)
         await self.signals.start()
 
     def start_sync(self) -> None:
@@ -126,17 +166,40 @@ class Router:
         return request.model in self.auto_names
 
     async def route(self, request: ChatRequest) -> Route:
+        """Classify and decide within the deadline; past it, or when the embedder fails (and
+        config says so), the fallback route answers."""
         started = time.perf_counter()
         if not self.is_auto(request):
             return self._direct(request, started)
-        signals = await self.signals.evaluate(request)
-        return self._decide(request, signals, started)
+        item = request.signal_input(self.limits, self.config.tools)
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                signals = await self.signals.evaluate(item)
+        except TimeoutError:
+            return self._fallback("deadline", started, item)
+        except EncoderOverloaded as exc:
+            raise overloaded(f"The router is overloaded: {exc}", retry_after_s=1) from None
+        except EmbeddingError as exc:
+            if self.config.router.on_embedding_error == "reject":
+                raise embedding_unavailable(str(exc)) from None
+            return self._fallback("embedding_error", started, item)
+        return self._decide(item, signals, started)
 
     def route_many_sync(self, requests: Sequence[ChatRequest]) -> list[Route]:
-        """Offline routing of a batch: one encoder call for all (for `semrouter route`)."""
+        """Offline routing of a batch: one encoder call for all (for `semrouter route`).
+        Each route's `route_ms` is its share of the batch: the encoder pass divided evenly,
+        plus its own decision."""
         started = time.perf_counter()
-        reports = self.signals.evaluate_many_sync(requests)
-        return [self._decide(r, s, started) for r, s in zip(requests, reports, strict=True)]
+        items = [r.signal_input(self.limits, self.config.tools) for r in requests]
+        reports = self.signals.evaluate_many_sync(items)
+        shared_ms = (time.perf_counter() - started) * 1000 / max(len(requests), 1)
+        routes = []
+        for item, report in zip(items, reports, strict=True):
+            own = time.perf_counter()
+            route = self._decide(item, report, own)
+            route.route_ms += shared_ms
+            routes.append(route)
+        return routes
 
     def _direct(self, request: ChatRequest, started: float) -> Route:
         model = self.resolve_model(request.model)
@@ -144,11 +207,15 @@ class Router:
             raise model_not_found(request.model)
         return Route(model, None, None, (time.perf_counter() - started) * 1000)
 
-    def _decide(self, request: ChatRequest, signals: SignalReport, started: float) -> Route:
-        prompt_chars = len(request.routing_text())
-        outcome = self.decisions.decide(signals, prompt_chars)
+    def _fallback(self, reason: str, started: float, item: SignalInput) -> Route:
+        outcome = self.fallback_outcome
         model = self._models[outcome.model]
-        return Route(model, outcome, signals, (time.perf_counter() - started) * 1000)
+        return Route(model, outcome, None, (time.perf_counter() - started) * 1000, reason, item)
+
+    def _decide(self, item: SignalInput, signals: SignalReport, started: float) -> Route:
+        outcome = self.decisions.decide(signals, item.prompt_chars)
+        model = self._models[outcome.model]
+        return Route(model, outcome, signals, (time.perf_counter() - started) * 1000, None, item)
 
     def rewrite(self, request: ChatRequest, route: Route) -> dict[str, Any]:
         """The body to send upstream (a new dict; the client's body is left as it was)."""
@@ -171,6 +238,17 @@ class Router:
             if "max_tokens" not in body and "max_completion_tokens" not in body:
                 body["max_tokens"] = outcome.max_tokens
         return body
+
+
+def scores_tools(config: RouterConfig) -> bool:
+    """Whether requests' tools are scored: selection is on for some decision, or a tool signal
+    tests the best score."""
+    tools = config.tools
+    return (
+        tools.enabled
+        or any(o.enabled for o in tools.decisions.values())
+        or any(s.min_score is not None for s in config.signals.tools)
+    )
 
 
 def with_system_prompt(

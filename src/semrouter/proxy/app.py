@@ -2,33 +2,50 @@
 
 Routes: POST /v1/chat/completions (JSON and SSE), GET /v1/models, POST /api/v1/classify,
 GET /health, GET /ready, GET /metrics. All routing logic lives in `semrouter.pipeline`; this
-module only moves bytes and turns RouterError into OpenAI error responses.
+module only moves bytes and turns RouterError into OpenAI error responses. With router auth on,
+chat and classify requests are authenticated before their body is read, and /metrics is an
+admin endpoint (`Pipeline.authorize_admin`); /health, /ready and /v1/models stay open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from contextlib import aclosing, asynccontextmanager
+from typing import TypeVar
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from semrouter.config.schema import RouterConfig
-from semrouter.pipeline.errors import RouterError, bad_request, body_too_large
-from semrouter.pipeline.request import classify_input, parse_chat_request
+from semrouter.pipeline.errors import (
+    ErrorKind,
+    RouterError,
+    bad_request,
+    body_too_large,
+    headers_too_large,
+    internal_error,
+    method_not_allowed,
+    not_found,
+    request_timeout,
+)
+from semrouter.pipeline.flow import Pipeline
 from semrouter.pipeline.router import Router
 from semrouter.proxy.metrics import Metrics
 from semrouter.proxy.upstream import Upstreams
 
 log = logging.getLogger("semrouter.proxy")
 JSON = "application/json"
+API_PREFIXES = ("/v1/", "/api/")
 
 
 def json_response(
@@ -38,19 +55,77 @@ def json_response(
 
 
 def error_response(error: RouterError, headers: dict[str, str] | None = None) -> Response:
-    return Response(error.body(), error.status, headers=headers, media_type=JSON)
+    return Response(
+        error.body(), error.status, headers={**(headers or {}), **error.headers()}, media_type=JSON
+    )
 
 
 def _sse_error(error: RouterError) -> bytes:
     return b"data: " + error.body() + b"\n\ndata: [DONE]\n\n"
 
 
+T = TypeVar("T")
+
+
+async def _client_gone(receive: Receive) -> None:
+    """Returns once the client disconnects (call it after the request body was read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await work; if the client disconnects first, cancel it (and with it the upstream
+    request, whose connection is closed) and raise ClientDisconnect."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_client_gone(request.receive))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))
+    if task.cancelled():
+        raise ClientDisconnect
+    return task.result()
+
+
+class AdmissionMiddleware:
+    """Bounds the API requests in flight (streams count until their last byte) and the size of
+    their headers; a refused request gets its error at once, before any body is read."""
+
+    def __init__(self, app: ASGIApp, proxy: ProxyApp) -> None:
+        self.app = app
+        self.proxy = proxy
+        self.admission = proxy.pipeline.admission
+        self.max_header_bytes = proxy.limits.max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        try:
+            size = sum(len(k) + len(v) for k, v in scope["headers"])
+            if size > self.max_header_bytes:
+                raise headers_too_large(size, self.max_header_bytes)
+            self.admission.enter()
+        except RouterError as error:
+            await self.proxy.failed(error)(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.admission.leave()
+
+
 class ProxyApp:
     def __init__(self, router: Router, upstreams: Upstreams | None = None) -> None:
         self.router = router
+        self.pipeline = Pipeline(router)
         self.config: RouterConfig = router.config
-        self.upstreams = upstreams or Upstreams()
-        self.metrics = Metrics()
+        self.limits = self.config.router.limits
+        self.metrics = Metrics(self.pipeline.metrics.registry)
+        self.upstreams = upstreams or Upstreams(self.limits, self.metrics)
         self.ready = False
         self._models_payload = orjson.dumps(self._models_listing())
         self.app = Starlette(
@@ -64,11 +139,12 @@ class ProxyApp:
             ],
             exception_handlers={HTTPException: self._http_exception, Exception: self._unexpected},
             lifespan=self._lifespan,
+            middleware=[Middleware(AdmissionMiddleware, proxy=self)],
         )
 
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        await self.router.start()
+        await self.pipeline.start()
         await self.upstreams.start()
         self.ready = True
         try:
@@ -76,7 +152,7 @@ class ProxyApp:
         finally:
             self.ready = False
             await self.upstreams.close()
-            await self.router.close()
+            await self.pipeline.close()
 
     def _models_listing(self) -> dict[str, object]:
         created = int(time.time())
@@ -100,39 +176,44 @@ class ProxyApp:
                 raise body_too_large(int(declared), limit)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise body_too_large(size, limit)
-            chunks.append(chunk)
+        timeout_s = self.limits.body_read_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise body_too_large(size, limit)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise request_timeout("body", timeout_s) from None
         return b"".join(chunks)
 
-    def _failed(self, error: RouterError, headers: dict[str, str] | None = None) -> Response:
-        self.metrics.errors.labels(str(error.status), error.code).inc()
+    def failed(self, error: RouterError, headers: dict[str, str] | None = None) -> Response:
+        self.pipeline.metrics.failed(error)
+        if error.kind is ErrorKind.REQUEST_TIMEOUT:  # the rest of the body may still come
+            headers = {**(headers or {}), "connection": "close"}
         return error_response(error, headers)
 
     async def chat_completions(self, request: Request) -> Response:
         route_headers: dict[str, str] | None = None
         try:
-            chat = parse_chat_request(
-                await self._read_body(request), self.config.router.max_body_bytes
+            principal = self.pipeline.authenticate(request.headers)  # before reading the body
+            prepared = await self.pipeline.prepare(
+                await self._read_body(request), request.headers, principal
             )
-            route = await self.router.route(chat)
-            route_headers = route.headers()
-            self.metrics.route_seconds.observe(route.route_ms / 1000)
-            self.metrics.requests.labels(
-                route_headers["x-semrouter-decision"], route.model.name, route.reasoning
-            ).inc()
-            body = orjson.dumps(self.router.rewrite(chat, route))
+            route, route_headers = prepared.route, prepared.headers
             started = time.perf_counter()
-            upstream = await self.upstreams.post(
-                route.model, "/chat/completions", body, request.headers
+            upstream = await unless_disconnected(
+                request,
+                self.upstreams.post(
+                    route.model, "/chat/completions", prepared.body, request.headers
+                ),
             )
             self.metrics.upstream_seconds.labels(route.model.name).observe(
                 time.perf_counter() - started
             )
         except RouterError as error:
-            return self._failed(error, route_headers)
+            return self.failed(error, route_headers)
         except ClientDisconnect:
             return Response(status_code=499)
         # The backend's cache policy if it states one, else no caching (as through Envoy).
@@ -148,28 +229,31 @@ class ProxyApp:
                 media_type=upstream.content_type,
             )
         try:
-            payload = await upstream.read()
+            payload = await unless_disconnected(request, upstream.read())
         except RouterError as error:
-            return self._failed(error, route_headers)
+            return self.failed(error, route_headers)
+        except ClientDisconnect:
+            return Response(status_code=499)
         return Response(payload, upstream.status, headers=headers, media_type=upstream.content_type)
 
-    async def _relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Pass SSE chunks on as they come; a backend failure mid-stream ends in an error event."""
+    async def _relay(self, chunks: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+        """Pass SSE events on as they come; a backend failure mid-stream ends in an error event
+        and `[DONE]`. Closing the relay (the client went away) closes the upstream stream."""
         try:
-            async for chunk in chunks:
-                yield chunk
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    yield chunk
         except RouterError as error:
-            self.metrics.errors.labels(str(error.status), error.code).inc()
+            self.pipeline.metrics.failed(error)
             yield _sse_error(error)
 
     async def classify(self, request: Request) -> Response:
         try:
-            chat = classify_input(await self._read_body(request), self.config.router.max_body_bytes)
-            chat.model = next(iter(self.config.router.auto_model_names))
-            route = await self.router.route(chat)
+            self.pipeline.authenticate(request.headers)
+            summary, headers = await self.pipeline.classify(await self._read_body(request))
         except RouterError as error:
-            return self._failed(error)
-        return json_response(route.summary(), headers=route.headers())
+            return self.failed(error)
+        return json_response(summary, headers=headers)
 
     async def models(self, _request: Request) -> Response:
         return Response(self._models_payload, media_type=JSON)
@@ -182,21 +266,24 @@ class ProxyApp:
             return json_response({"status": "starting"}, status=503)
         return json_response({"status": "ready"})
 
-    async def prometheus(self, _request: Request) -> Response:
+    async def prometheus(self, request: Request) -> Response:
+        try:
+            self.pipeline.authorize_admin(
+                request.headers, request.client.host if request.client else None
+            )
+        except RouterError as error:
+            return self.failed(error)
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def _http_exception(self, _request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(
-            RouterError(exc.status_code, exc.detail, "invalid_request_error", code)
-        )
+        if exc.status_code == 405:
+            return error_response(method_not_allowed())
+        return error_response(not_found(exc.detail))
 
     async def _unexpected(self, _request: Request, exc: Exception) -> Response:
         log.exception("unexpected error while serving a request", exc_info=exc)
-        return self._failed(
-            RouterError(500, "Internal router error", "api_error", "internal_error")
-        )
+        return self.failed(internal_error())
 
 
 def create_app(config: RouterConfig) -> Starlette:

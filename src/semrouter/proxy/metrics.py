@@ -1,4 +1,7 @@
-"""Prometheus metrics: what was routed where, how long routing took, how backends answered."""
+"""Prometheus metrics of the HTTP proxy's backend calls: how backends answered and failed.
+
+They join the pipeline's registry (`semrouter.pipeline.metrics`), so /metrics shows both.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +9,18 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "semrouter_requests",
-            "Chat requests by routing decision, chosen model and reasoning mode.",
-            ["decision", "model", "reasoning"],
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.backend_failures = Counter(
+            "semrouter_backend_failures",
+            "Failed backend attempts (retried or not), by model and kind of fault.",
+            ["model", "kind"],
             registry=self.registry,
         )
-        self.errors = Counter(
-            "semrouter_errors",
-            "Requests answered with an error, by status and code.",
-            ["status", "code"],
-            registry=self.registry,
-        )
-        self.route_seconds = Histogram(
-            "semrouter_route_seconds",
-            "Time to classify and decide one request.",
-            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+        self.breaker_transitions = Counter(
+            "semrouter_breaker_transitions",
+            "Circuit breaker state changes, by model, endpoint URL and the new state.",
+            ["model", "endpoint", "state"],
             registry=self.registry,
         )
         self.upstream_seconds = Histogram(

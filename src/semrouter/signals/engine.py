@@ -2,26 +2,59 @@
 
 The engine encodes the routing text once, then evaluates every configured signal on the result:
 the domain head, the reasoning-need head, similarity to example phrases, keyword/regex rules and
-context length. Each signal has a name; decisions' rule trees refer to those names.
+context length, and the request's tools (`has_tools`, the `signals.tools` count and score rules,
+scored by a `ToolScorer` against the same query embedding). Each signal has a name; decisions'
+rule trees refer to those names.
+
+Signals read a `SignalInput`, a bounded view of the request built by the pipeline: the routing
+text (already windowed to `router.limits.classify_chars`) and, for context-length signals, a
+sample of the conversation with its full length. Regex rules run on RE2 (linear time).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
+from semrouter.config.regex import compile_linear
 from semrouter.config.schema import (
+    HAS_TOOLS_SIGNAL,
     MMLU_PRO_DOMAINS,
     REASONING_SIGNAL,
     KeywordSignalConfig,
     SignalsConfig,
 )
 from semrouter.embed.base import Embedder, Encoded
-from semrouter.pipeline.request import ChatRequest
 from semrouter.signals.heads import Head, load_head
+
+_INLINE_COUNT_CHARS = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class SignalInput:
+    """What signals read of one request.
+
+    text: the routing text, windowed to the classification limit.
+    prompt_chars: the routing text's full length.
+    conversation_sample: the start of the whole conversation (or of the unwindowed text), for
+      token counting; None when `text` is the whole conversation.
+    conversation_chars: the whole conversation's length (the sample's count is scaled to it).
+    tools: the request's `tools` entries (at most router.limits.max_tools).
+    context: with tools, the text of the recent turns before the routing text (bounded by
+      tools.context_messages and the classification window), for lexical tool scoring.
+    """
+
+    text: str
+    prompt_chars: int
+    conversation_sample: str | None = None
+    conversation_chars: int = 0
+    tools: tuple[dict[str, Any], ...] = ()
+    context: str = ""
 
 
 @dataclass(slots=True)
@@ -30,7 +63,10 @@ class SignalReport:
 
     fired: names of the signals that are true (what rule trees test).
     scores: every signal's score: a probability for learned heads, a cosine for similarity,
-      1.0/0.0 for keywords, a token count for context rules.
+      1.0/0.0 for keywords, a token count for context rules, for tool rules the best tool
+      score (with min_score) or the tool count.
+    embedding: the routing text's unit-norm sentence embedding (the one encoder pass).
+    tool_scores: each tool's score against the request, in the request's order.
     """
 
     fired: set[str] = field(default_factory=set)
@@ -41,6 +77,17 @@ class SignalReport:
     reasoning_probability: float | None = None
     tokens: int = 0
     features: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+    tool_scores: np.ndarray | None = None
+
+
+class ToolScorer(Protocol):
+    """Scores a request's tools (semrouter.tools implements it): one score per entry of
+    `item.tools`, in order; `embedding` is the routing text's, None without one."""
+
+    async def score(self, item: SignalInput, embedding: np.ndarray | None) -> np.ndarray: ...
+
+    def score_sync(self, item: SignalInput, embedding: np.ndarray | None) -> np.ndarray: ...
 
 
 class KeywordRule:
@@ -48,10 +95,9 @@ class KeywordRule:
 
     def __init__(self, config: KeywordSignalConfig) -> None:
         self.name = config.name
-        flags = 0 if config.case_sensitive else re.IGNORECASE
         groups = [[p] for p in config.patterns] if config.match == "all" else [config.patterns]
-        self.patterns: list[re.Pattern[str] | Literals] = [
-            re.compile("|".join(f"(?:{p})" for p in group), flags)
+        self.patterns: list[Searcher] = [
+            compile_linear("|".join(f"(?:{p})" for p in group), config.case_sensitive)
             if config.regex
             else Literals(group, config.case_sensitive)
             for group in groups
@@ -59,6 +105,10 @@ class KeywordRule:
 
     def matches(self, text: str) -> bool:
         return all(p.search(text) is not None for p in self.patterns)
+
+
+class Searcher(Protocol):
+    def search(self, text: str) -> object | None: ...
 
 
 class Literals:
@@ -100,9 +150,17 @@ def _literal(phrase: str) -> str:
 
 
 class SignalEngine:
-    def __init__(self, config: SignalsConfig, embedder: Embedder | None) -> None:
+    def __init__(
+        self,
+        config: SignalsConfig,
+        embedder: Embedder | None,
+        tool_scorer: ToolScorer | None = None,
+    ) -> None:
+        """With tool_scorer, a request's tools are scored (report.tool_scores) before the
+        tool rules are evaluated."""
         self.config = config
         self.embedder = embedder
+        self.tool_scorer = tool_scorer
         self.keywords = [KeywordRule(k) for k in config.keywords]
         self.domain_head: Head | None = (
             load_head(config.domain.head or "domain") if config.domain.enabled else None
@@ -135,55 +193,112 @@ class SignalEngine:
         if self.config.similarity and self.embedder is not None:
             self._example_matrix = self.embedder.encode_sync(self._examples()).embeddings.T.copy()
 
-    async def evaluate(self, request: ChatRequest) -> SignalReport:
-        text = request.routing_text()
+    async def evaluate(self, item: SignalInput) -> SignalReport:
         encoded = (
-            await self.embedder.encode([text]) if self.needs_embedding and self.embedder else None
+            await self.embedder.encode([item.text])
+            if self.needs_embedding and self.embedder
+            else None
         )
-        return self._reports([request], [text], encoded)[0]
+        report = self._reports([item], encoded)[0]
+        if item.tools and self.tool_scorer is not None:
+            report.tool_scores = await self.tool_scorer.score(item, report.embedding)
+        self._tool_signals(report, item)
+        if self.config.context:
+            tokens = self._encoded_tokens(item, report)
+            if tokens is None:
+                sample = item.conversation_sample or ""
+                # Tokenising a long sample takes milliseconds: not on the event loop.
+                tokens = (
+                    self._sampled_tokens(item)
+                    if len(sample) <= _INLINE_COUNT_CHARS
+                    else await asyncio.to_thread(self._sampled_tokens, item)
+                )
+            self._context_signals(report, tokens)
+        return report
 
-    def evaluate_many_sync(self, requests: Sequence[ChatRequest]) -> list[SignalReport]:
-        texts = [r.routing_text() for r in requests]
+    def evaluate_many_sync(self, items: Sequence[SignalInput]) -> list[SignalReport]:
         encoded = (
-            self.embedder.encode_sync(texts) if self.needs_embedding and self.embedder else None
+            self.embedder.encode_sync([i.text for i in items])
+            if self.needs_embedding and self.embedder
+            else None
         )
-        return self._reports(requests, texts, encoded)
+        reports = self._reports(items, encoded)
+        for item, report in zip(items, reports, strict=True):
+            if item.tools and self.tool_scorer is not None:
+                report.tool_scores = self.tool_scorer.score_sync(item, report.embedding)
+            self._tool_signals(report, item)
+        if self.config.context:
+            for item, report in zip(items, reports, strict=True):
+                tokens = self._encoded_tokens(item, report)
+                self._context_signals(
+                    report, self._sampled_tokens(item) if tokens is None else tokens
+                )
+        return reports
 
     def _reports(
-        self, requests: Sequence[ChatRequest], texts: Sequence[str], encoded: Encoded | None
+        self, items: Sequence[SignalInput], encoded: Encoded | None
     ) -> list[SignalReport]:
-        reports = [SignalReport() for _ in texts]
+        reports = [SignalReport() for _ in items]
         if encoded is not None:
             self._embedding_signals(reports, encoded)
-        for report, request, text in zip(reports, requests, texts, strict=True):
+        for report, item in zip(reports, items, strict=True):
             for rule in self.keywords:
-                hit = rule.matches(text)
+                hit = rule.matches(item.text)
                 report.scores[rule.name] = float(hit)
                 if hit:
                     report.fired.add(rule.name)
-            if self.config.context:
-                report.tokens = self._context_tokens(request, report)
-                for ctx in self.config.context:
-                    report.scores[ctx.name] = float(report.tokens)
-                    if report.tokens >= ctx.min_tokens and (
-                        ctx.max_tokens is None or report.tokens <= ctx.max_tokens
-                    ):
-                        report.fired.add(ctx.name)
         return reports
 
-    def _context_tokens(self, request: ChatRequest, report: SignalReport) -> int:
+    def _tool_signals(self, report: SignalReport, item: SignalInput) -> None:
+        count = len(item.tools)
+        report.scores[HAS_TOOLS_SIGNAL] = float(count > 0)
+        if count:
+            report.fired.add(HAS_TOOLS_SIGNAL)
+        scores = report.tool_scores
+        best = float(scores.max()) if scores is not None and scores.size else None
+        for rule in self.config.tools:
+            ceiling = count if rule.max_count is None else rule.max_count
+            in_range = rule.min_count <= count <= ceiling
+            if rule.min_score is None:
+                report.scores[rule.name] = float(count)
+                hit = in_range
+            else:
+                report.scores[rule.name] = best if best is not None else 0.0
+                hit = in_range and best is not None and best >= rule.min_score
+            if hit:
+                report.fired.add(rule.name)
+
+    def _context_signals(self, report: SignalReport, tokens: int) -> None:
+        report.tokens = tokens
+        for ctx in self.config.context:
+            report.scores[ctx.name] = float(tokens)
+            if tokens >= ctx.min_tokens and (ctx.max_tokens is None or tokens <= ctx.max_tokens):
+                report.fired.add(ctx.name)
+
+    def _encoded_tokens(self, item: SignalInput, report: SignalReport) -> int | None:
+        """The token count the encoder pass already gives, when it saw the whole conversation."""
+        if item.conversation_sample is not None:
+            return None
         if self.embedder is None:
-            return len(request.conversation_text()) // 4
-        if len(request.messages) == 1 and report.tokens:
-            return report.tokens
-        return self.embedder.count_tokens(request.conversation_text())
+            return len(item.text) // 4
+        return report.tokens if report.tokens else None
+
+    def _sampled_tokens(self, item: SignalInput) -> int:
+        """Tokens of the conversation: counted exactly on its sample, scaled to its length."""
+        sample = item.text if item.conversation_sample is None else item.conversation_sample
+        total = max(item.conversation_chars, len(sample))
+        if self.embedder is None or not sample:
+            return total // 4
+        counted = self.embedder.count_tokens(sample)
+        return counted if total == len(sample) else round(counted * total / len(sample))
 
     def _embedding_signals(self, reports: list[SignalReport], encoded: Encoded) -> None:
-        for report, count, feature_row in zip(
-            reports, encoded.token_counts, encoded.features, strict=True
+        for report, count, feature_row, embedding in zip(
+            reports, encoded.token_counts, encoded.features, encoded.embeddings, strict=True
         ):
             report.tokens = int(count)
             report.features = feature_row
+            report.embedding = embedding
         if self.domain_head is not None:
             probs = self.domain_head.predict_proba(
                 head_input(self.domain_head, encoded), encoded.token_ids

@@ -29,7 +29,8 @@ _EPS = 1e-9
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    log_p: np.ndarray = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return log_p
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,7 @@ class Head:
 
     @property
     def input_dim(self) -> int:
-        return self.weights[0][0].shape[0]
+        return int(self.weights[0][0].shape[0])
 
     def dense_log_proba(self, x: np.ndarray) -> np.ndarray:
         h = np.atleast_2d(x).astype(np.float32, copy=False)
@@ -97,7 +98,8 @@ class Head:
         log_p = _log_softmax(h)
         if self.aggregate is None:
             return log_p
-        return np.log(np.exp(log_p) @ self.aggregate + _EPS)
+        aggregated: np.ndarray = np.log(np.exp(log_p) @ self.aggregate + _EPS)
+        return aggregated
 
     def combined_logits(
         self, x: np.ndarray, token_ids: Sequence[np.ndarray] | None = None
@@ -113,7 +115,8 @@ class Head:
         self, x: np.ndarray, token_ids: Sequence[np.ndarray] | None = None
     ) -> np.ndarray:
         """(n, input_dim) → (n, classes) calibrated probabilities."""
-        return np.exp(_log_softmax(self.combined_logits(x, token_ids) / self.temperature))
+        p: np.ndarray = np.exp(_log_softmax(self.combined_logits(x, token_ids) / self.temperature))
+        return p
 
     def save(self, path: str | Path) -> None:
         arrays: dict[str, np.ndarray] = {
@@ -134,7 +137,7 @@ class Head:
             arrays["lex_W"] = self.lexical.weights.astype(np.float16)
             arrays["lex_b"] = self.lexical.bias.astype(np.float32)
         with open(path, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            np.savez_compressed(handle, allow_pickle=False, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> Head:

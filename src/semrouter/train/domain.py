@@ -16,6 +16,7 @@ flips 0.034), since most typo'd copies then collapse back into duplicates of the
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def train_domain(
         val = encode_texts(embedder, val_texts)
         return accuracy(head, val.features, val_labels, val.token_ids)
 
-    def predict(batch: list[str]) -> np.ndarray:
+    def predict(batch: Sequence[str]) -> np.ndarray:
         val = embedder.encode_sync(batch)
         return predict_labels(head, val.features, val.token_ids)
 

@@ -167,7 +167,8 @@ def fit_head(
 def predict_labels(
     head: Head, x: np.ndarray, token_ids: Sequence[np.ndarray] | None = None
 ) -> np.ndarray:
-    return np.array(head.classes)[head.predict_proba(x, token_ids).argmax(axis=1)]
+    labels: np.ndarray = np.array(head.classes)[head.predict_proba(x, token_ids).argmax(axis=1)]
+    return labels
 
 
 def accuracy(

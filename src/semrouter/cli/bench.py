@@ -1,18 +1,19 @@
 """`semrouter bench overhead|classify|reasoning|replay`: the benchmark subcommands.
 
 Registered on the main parser by `add_bench_parsers(commands)`. Each bench module is imported
-only when its subcommand runs, so `semrouter --help` stays instant.
+only when its subcommand runs, so `semrouter --help` stays instant and no other command loads
+`semrouter.bench`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-DEFAULT_CONFIG = os.environ.get("SEMROUTER_CONFIG", "config/default.yaml")
+from semrouter.cli.main import DEFAULT_CONFIG
 
 
 def _runner(module: str) -> Callable[[argparse.Namespace], int]:
@@ -31,7 +32,7 @@ def _runner(module: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-def _add_overhead(commands: argparse._SubParsersAction) -> None:
+def _add_overhead(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "overhead",
         help="latency semrouter adds over the backend, vs LiteLLM and Envoy (wrk)",
@@ -63,7 +64,7 @@ def _add_overhead(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_runner("overhead"))
 
 
-def _add_classify(commands: argparse._SubParsersAction) -> None:
+def _add_classify(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "classify",
         help="classification latency, throughput, memory; domain head vs semantic-router",
@@ -91,7 +92,7 @@ def _add_classify(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_runner("classify"))
 
 
-def _add_reasoning(commands: argparse._SubParsersAction) -> None:
+def _add_reasoning(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from semrouter.config.schema import DEFAULT_REASONING_FAMILIES
 
     parser = commands.add_parser(
@@ -125,19 +126,16 @@ def _add_reasoning(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_runner("reasoning"))
 
 
-def _add_replay(commands: argparse._SubParsersAction) -> None:
-    from pathlib import Path
-
-    from semrouter.train.data import DEFAULT_MMLU_DIR
-
+def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    shared = "(default: in ../shared/data/mmlu_pro from the repository)"
     parser = commands.add_parser(
         "replay",
         help="routing quality on recorded MMLU-Pro outcomes (accuracy-cost curves, APGR)",
         description="Replays the learned selector and the baselines on recorded outcomes.",
     )
-    parser.add_argument("--questions", type=Path, default=DEFAULT_MMLU_DIR / "questions.jsonl")
-    parser.add_argument("--outcomes", type=Path, default=DEFAULT_MMLU_DIR / "outcomes.csv.gz")
-    parser.add_argument("--models", type=Path, default=DEFAULT_MMLU_DIR / "models.json")
+    parser.add_argument("--questions", type=Path, default=None, help=f"questions.jsonl {shared}")
+    parser.add_argument("--outcomes", type=Path, default=None, help=f"outcomes.csv.gz {shared}")
+    parser.add_argument("--models", type=Path, default=None, help=f"models.json {shared}")
     parser.add_argument("--pools", default="reference_pool,fast_strong_pair", help="comma list")
     parser.add_argument("--split", default="validation", choices=["validation", "train", "all"])
     parser.add_argument(
@@ -148,7 +146,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_runner("replay"))
 
 
-def add_bench_parsers(commands: argparse._SubParsersAction) -> None:
+def add_bench_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bench` and its subcommands to the main parser's subcommands."""
     bench = commands.add_parser("bench", help="benchmarks (results: docs/benchmarks.md)")
     benches = bench.add_subparsers(dest="bench_command", required=True)

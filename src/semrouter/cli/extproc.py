@@ -1,8 +1,11 @@
 """CLI subcommands for the Envoy integration: `semrouter extproc` and `semrouter envoy-config`.
 
-    semrouter extproc --config FILE --port P [--host H]
+    semrouter extproc --config FILE --port P [--host H] [--metrics-port M]
     semrouter envoy-config --config FILE --listen-port L --extproc-port P --admin-port A \\
         [--failure-mode-allow] [--extproc-timeout-ms N] [--output FILE]
+
+They live in the cli package so that `semrouter.extproc`, the ext_proc server, never imports the
+command line (nor, through it, the benchmarks and training that the command line registers).
 """
 
 from __future__ import annotations
@@ -11,16 +14,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from semrouter.cli.main import DEFAULT_CONFIG, CliError
-from semrouter.config import ConfigError, RouterConfig, load_config
+from semrouter.cli.main import DEFAULT_CONFIG, CliError, load_router_config
 from semrouter.extproc.backends import BackendLayoutError
-
-
-def _load(path: str) -> RouterConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
 
 
 def _port(value: str) -> int:
@@ -42,12 +37,12 @@ def cmd_extproc(args: argparse.Namespace) -> int:
 
     from semrouter.extproc.server import run
 
-    config = _load(args.config)
+    config = load_router_config(args.config)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        uvloop.run(run(config, args.host, args.port))
+        uvloop.run(run(config, args.host, args.port, args.metrics_port))
     except (BackendLayoutError, OSError) as exc:
         raise CliError(str(exc)) from None
     return 0
@@ -56,7 +51,12 @@ def cmd_extproc(args: argparse.Namespace) -> int:
 def cmd_envoy_config(args: argparse.Namespace) -> int:
     from semrouter.extproc.envoy_config import EnvoyOptions, render
 
-    config = _load(args.config)
+    config = load_router_config(args.config)
+    if args.failure_mode_allow and config.router.auth.enabled:
+        raise CliError(
+            "--failure-mode-allow cannot be used with router.auth: while the processor is down, "
+            "requests would reach a backend without their client key being checked"
+        )
     options = EnvoyOptions(
         listen_port=args.listen_port,
         extproc_port=args.extproc_port,
@@ -81,12 +81,18 @@ def cmd_envoy_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_extproc_parsers(commands: argparse._SubParsersAction) -> None:
+def add_extproc_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `extproc` and `envoy-config` on the main parser."""
     extproc = commands.add_parser("extproc", help="run the Envoy ext_proc gRPC server")
     extproc.add_argument("--config", default=DEFAULT_CONFIG)
     extproc.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
     extproc.add_argument("--port", type=_port, default=9002)
+    extproc.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
+    )
     extproc.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )

@@ -1,0 +1,262 @@
+"""The request path both transports run, once: admission, parse, route, rewrite.
+
+    Admission.enter → authenticate (headers only) → parse (request.py, bounded)
+        → Router.route (deadline, fallback) → authorize → Router.rewrite
+        → the stages, in order (semrouter.stages: tool selection, ...) → quota → Prepared
+
+`semrouter serve` (proxy/app.py) and `semrouter extproc` (extproc/server.py) hand raw bytes and
+headers to `Pipeline.prepare` and only move the result: the HTTP proxy forwards `Prepared.body`
+itself, the ext_proc server returns it to Envoy as a body mutation. Nothing here knows which.
+With `router.auth` on, each transport calls `Pipeline.authenticate` as soon as it has the
+headers, so a request without a valid key (401) costs neither a body read nor a classification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from prometheus_client import Gauge
+
+from semrouter.auth import TENANT_HEADER, AdminGate, KeyStore, Principal, Quotas, Rejection
+from semrouter.config.schema import ModelConfig, RouterConfig
+from semrouter.pipeline.errors import (
+    RouterError,
+    bad_request,
+    forbidden,
+    overloaded,
+    quota_exceeded,
+    shutting_down,
+    unauthorized,
+)
+from semrouter.pipeline.metrics import PipelineMetrics
+from semrouter.pipeline.request import ChatRequest, classify_input, message_text, parse_chat_request
+from semrouter.pipeline.router import Route, Router
+from semrouter.stages import Stage, StageContext
+from semrouter.tools import ToolStage
+
+OFF_LOOP_PARSE_BYTES = 256 * 1024
+"""Bodies larger than this are parsed and checked in a worker thread: a 4 MiB body takes
+milliseconds, which the event loop must not spend while other requests wait."""
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request ready to forward: where it goes, the body the backend gets, and the
+    `x-semrouter-*` headers the client gets. With router auth on, `key_name` is the client key's
+    configured name and `tenant` what caches and budgets partition by (also in the headers as
+    x-semrouter-tenant); both None with auth off."""
+
+    chat: ChatRequest
+    route: Route
+    body: bytes
+    headers: dict[str, str]
+    tenant: str | None = None
+    key_name: str | None = None
+
+
+class Admission:
+    """Counts the requests in flight. Past `limit`, or once shutdown began, a request is refused
+    at once (503 with Retry-After) instead of waiting in a queue without bound."""
+
+    def __init__(self, limit: int, gauge: Gauge | None = None) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self._gauge = gauge
+        self.closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        if self.closing:
+            raise shutting_down()
+        if self.in_flight >= self.limit:
+            raise overloaded(
+                f"The router is serving {self.in_flight} requests, its limit", retry_after_s=1
+            )
+        self.in_flight += 1
+        self._idle.clear()
+        if self._gauge is not None:
+            self._gauge.inc()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self._gauge is not None:
+            self._gauge.dec()
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Refuse new requests; wait until those in flight are done. False if time ran out."""
+        self.closing = True
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+class Pipeline:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.config: RouterConfig = router.config
+        self.limits = self.config.router.limits
+        self.max_body_bytes = self.config.router.max_body_bytes
+        self.metrics = PipelineMetrics()
+        self.admission = Admission(self.limits.max_in_flight, self.metrics.in_flight)
+        auth = self.config.router.auth
+        self.keys = KeyStore.load(auth) if auth.enabled else None
+        self.admin = AdminGate.load(auth) if auth.enabled else None
+        self.quotas = Quotas(auth.keys)
+        scorer = router.tool_scorer
+        self.stages: list[Stage] = [ToolStage(self.config.tools, scorer)] if scorer else []
+
+    async def start(self) -> None:
+        await self.router.start()
+        for stage in self.stages:
+            await stage.start()
+
+    async def close(self) -> None:
+        await self.router.close()
+
+    async def parse(self, raw: bytes) -> ChatRequest:
+        if len(raw) > OFF_LOOP_PARSE_BYTES:
+            return await asyncio.to_thread(
+                parse_chat_request, raw, self.max_body_bytes, self.limits
+            )
+        return parse_chat_request(raw, self.max_body_bytes, self.limits)
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal | None:
+        """The client the headers authenticate (None with router auth off); 401 without a valid
+        key. Headers are looked up by lowercase name."""
+        if self.keys is None:
+            return None
+        outcome = self.keys.authenticate(headers)
+        if outcome is Rejection.INVALID_TENANT:
+            raise bad_request(outcome.value, "invalid_tenant")
+        if isinstance(outcome, Rejection):
+            raise unauthorized(outcome.value)
+        return outcome
+
+    def authorize_admin(self, headers: Mapping[str, str], client_host: str | None) -> None:
+        """The check of every admin endpoint (/metrics, the dashboard): with router auth on,
+        the admin key (Bearer) when one is configured, else a loopback client; open with auth
+        off. Raises 401 or 403."""
+        if self.admin is None or self.admin.allows(headers, client_host):
+            return
+        if self.admin.has_key:
+            raise unauthorized("This endpoint needs the admin key")
+        raise forbidden(
+            "This endpoint answers loopback clients only while no admin key is configured "
+            f"(router.auth.admin_key_env: {self.config.router.auth.admin_key_env})"
+        )
+
+    async def prepare(
+        self, raw: bytes, headers: Mapping[str, str], principal: Principal | None = None
+    ) -> Prepared:
+        """Everything between the client's bytes and the backend's: raises RouterError.
+        `principal`: what `authenticate` returned for these headers, if the transport called it
+        already (with auth on and none given, the headers are authenticated here)."""
+        if principal is None:
+            principal = self.authenticate(headers)
+        if principal is None:
+            return await self._prepare(raw, None)
+        try:
+            prepared = await self._prepare(raw, principal)
+        except RouterError as error:
+            self.metrics.client_requests.labels(principal.name, error.code).inc()
+            raise
+        self.metrics.client_requests.labels(principal.name, "routed").inc()
+        return prepared
+
+    async def _prepare(self, raw: bytes, principal: Principal | None) -> Prepared:
+        chat = await self.parse(raw)
+        if principal is not None and not self.router.is_auto(chat):
+            self._authorize_model(principal, self.router.resolve_model(chat.model))
+        route = await self.router.route(chat)
+        if principal is not None and route.outcome is not None:
+            self._authorize_model(principal, route.model)
+            if not principal.may_take_decision(route.decision):
+                raise forbidden(
+                    f"API key '{principal.name}' may not use decision '{route.decision}'"
+                )
+        self.metrics.routed(route)
+        body = self.router.rewrite(chat, route)
+        route_headers = route.headers()
+        await self.run_stages(chat, route, body, route_headers)
+        if principal is None:
+            return Prepared(chat, route, orjson.dumps(body), route_headers)
+        self._charge(principal, estimated_tokens(chat, route, body))
+        route_headers[TENANT_HEADER] = principal.tenant
+        return Prepared(
+            chat, route, orjson.dumps(body), route_headers, principal.tenant, principal.name
+        )
+
+    async def run_stages(
+        self, chat: ChatRequest, route: Route, body: dict[str, Any], headers: dict[str, str]
+    ) -> dict[str, Any]:
+        """The configured stages, in order, on the rewritten body (changed in place) and the
+        response headers (added to); returns what each stage traced, by stage name."""
+        context = StageContext(
+            messages=chat.messages,
+            body=body,
+            decision=route.decision,
+            model=route.model,
+            request=route.input or chat.signal_input(self.limits, self.config.tools),
+            signals=route.signals,
+            headers=headers,
+        )
+        for stage in self.stages:
+            await stage.apply(context)
+        return context.trace
+
+    async def classify(self, raw: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+        """/api/v1/classify: the route of a text or messages (with `tools`, what the stages
+        keep of them), and the headers a chat request would get."""
+        chat = classify_input(raw, self.max_body_bytes, self.limits)
+        chat.model = next(iter(self.config.router.auto_model_names))
+        route = await self.router.route(chat)
+        headers = route.headers()
+        trace = await self.run_stages(chat, route, self.router.rewrite(chat, route), headers)
+        return {**route.summary(), **trace}, headers
+
+    def _authorize_model(self, principal: Principal, model: ModelConfig | None) -> None:
+        """403 for a model the key may not use (None, an unknown model, is routing's 404)."""
+        if model is not None and not principal.may_use_model(model.name):
+            raise forbidden(f"API key '{principal.name}' may not use model '{model.name}'")
+
+    def _charge(self, principal: Principal, tokens: int) -> None:
+        refusal = self.quotas.charge(principal.name, tokens)
+        if refusal is None:
+            return
+        if refusal.retry_after_s is None:  # only a token cost can exceed a minute's allowance
+            raise quota_exceeded(
+                f"This request needs {refusal.cost} tokens, more than API key "
+                f"'{principal.name}' may use in a minute ({refusal.limit}: {refusal.per_minute})",
+                None,
+            )
+        raise quota_exceeded(
+            f"API key '{principal.name}' is over its {refusal.limit} ({refusal.per_minute}); "
+            f"this request fits in {refusal.retry_after_s:.1f}s",
+            refusal.retry_after_s,
+        )
+
+
+def estimated_tokens(chat: ChatRequest, route: Route, body: Mapping[str, object]) -> int:
+    """What a request costs against tokens_per_minute: its prompt tokens (the signals' count
+    when it was classified, else its messages' characters / 4) plus the most the backend may
+    generate (max_tokens or max_completion_tokens of the body it gets: the client's, capped by
+    the decision's max_tokens; 0 when neither is set)."""
+    if route.signals is not None and route.signals.tokens:
+        prompt = route.signals.tokens
+    else:
+        prompt = sum(len(message_text(m)) for m in chat.messages) // 4
+    limits = [body.get(k) for k in ("max_tokens", "max_completion_tokens")]
+    return prompt + max((n for n in limits if isinstance(n, int)), default=0)
+
+
+__all__ = ["Admission", "Pipeline", "Prepared", "RouterError"]

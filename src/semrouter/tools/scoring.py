@@ -1,0 +1,162 @@
+"""`ToolScorer`: how relevant each of a request's tools is, from the router's one encoder pass.
+
+score = cosine(query embedding, tool embedding) + lexical_weight * BM25 / (catalog's best BM25)
+
+The query embedding is the SignalReport's (the routing text, encoded once for every signal);
+the query's words are the routing text's and, at `context_weight`, the recent turns' (no encoder
+pass: what the embedding cannot see of the context costs a regex). Without a query embedding
+(a direct model request, a fallback route, no encoder) or before a catalog's tools are encoded,
+the score is the lexical term alone.
+
+Caches, all bounded by `tools.cache`:
+- tools: per distinct tool definition (a digest of its JSON), its name, words and embedding;
+- catalogs: per distinct tools list, the stacked embedding matrix and the BM25 index, so a
+  known catalog costs the digests, one matrix-vector product and one addition per query word.
+
+A catalog with tools never encoded before starts one background encoding of them (through the
+embedder's async path, in calls of `embedding.batch_size` texts, so routing requests queue
+between them rather than behind the whole catalog) and waits for it up to
+`tools.encode_wait_ms`; past that the request is scored lexically, and the next request with
+that catalog finds it encoded. At most `cache.max_entries` tools wait to be encoded at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from semrouter.config.schema import ToolsConfig
+from semrouter.embed.base import Embedder, EmbeddingError
+from semrouter.signals.engine import SignalInput
+from semrouter.tools.cache import LRU
+from semrouter.tools.lexical import BM25, query_weights
+from semrouter.tools.text import embedding_text, lexical_text, tool_digest, words
+
+log = logging.getLogger("semrouter.tools")
+
+
+@dataclass(slots=True)
+class ToolEntry:
+    """One distinct tool definition, as the scorer keeps it."""
+
+    words: Counter[str]
+    text: str
+    """What the encoder reads."""
+    embedding: np.ndarray | None = None
+
+
+@dataclass(slots=True)
+class Catalog:
+    """One distinct tools list."""
+
+    entries: tuple[ToolEntry, ...]
+    bm25: BM25
+    matrix: np.ndarray | None = None
+    """(tools, dim) embeddings, once every tool has one."""
+
+    def embedded(self) -> np.ndarray | None:
+        if self.matrix is None and all(e.embedding is not None for e in self.entries):
+            self.matrix = np.stack([e.embedding for e in self.entries if e.embedding is not None])
+        return self.matrix
+
+
+class ToolScorer:
+    """Implements `semrouter.signals.engine.ToolScorer`; shared by every request."""
+
+    def __init__(self, config: ToolsConfig, embedder: Embedder | None, batch_size: int) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.batch_size = batch_size
+        self.tools: LRU[bytes, ToolEntry] = LRU(config.cache.max_entries)
+        self.catalogs: LRU[bytes, Catalog] = LRU(config.cache.max_catalogs)
+        self._encoding: dict[int, asyncio.Task[None]] = {}
+        """In-flight encodings by the id() of each tool entry they cover."""
+        self._wait_s = config.encode_wait_ms / 1000
+
+    def catalog(self, tools: Sequence[dict[str, Any]]) -> Catalog:
+        digests = [tool_digest(t) for t in tools]
+        key = hashlib.blake2b(b"".join(digests), digest_size=16).digest()
+        catalog = self.catalogs.get(key)
+        if catalog is None:
+            entries = tuple(self._entry(d, t) for d, t in zip(digests, tools, strict=True))
+            catalog = Catalog(entries, BM25([e.words for e in entries]))
+            self.catalogs.put(key, catalog)
+        return catalog
+
+    def _entry(self, digest: bytes, tool: dict[str, Any]) -> ToolEntry:
+        entry = self.tools.get(digest)
+        if entry is None:
+            limit = self.config.max_text_chars
+            entry = ToolEntry(
+                Counter(words(lexical_text(tool, limit))), embedding_text(tool, limit)
+            )
+            self.tools.put(digest, entry)
+        return entry
+
+    async def score(self, item: SignalInput, embedding: np.ndarray | None) -> np.ndarray:
+        catalog = self.catalog(item.tools)
+        if embedding is not None and catalog.embedded() is None:
+            await self._wait_encoded(catalog)
+        return self._scores(catalog, item, embedding)
+
+    def score_sync(self, item: SignalInput, embedding: np.ndarray | None) -> np.ndarray:
+        """As `score`, encoding any new tools in the calling thread (offline routing, bench)."""
+        catalog = self.catalog(item.tools)
+        if embedding is not None and self.embedder is not None and catalog.embedded() is None:
+            missing = [e for e in catalog.entries if e.embedding is None]
+            encoded = self.embedder.encode_sync([e.text for e in missing])
+            for entry, row in zip(missing, encoded.embeddings, strict=True):
+                entry.embedding = row
+        return self._scores(catalog, item, embedding)
+
+    def _scores(
+        self, catalog: Catalog, item: SignalInput, embedding: np.ndarray | None
+    ) -> np.ndarray:
+        query = query_weights(words(item.text), words(item.context), self.config.context_weight)
+        lexical = catalog.bm25.scores(query)
+        best = lexical.max(initial=0.0)
+        weighted = lexical * (self.config.lexical_weight / best) if best > 0 else lexical
+        matrix = catalog.embedded()
+        if embedding is None or matrix is None:
+            return weighted
+        combined: np.ndarray = matrix @ embedding + weighted
+        return combined
+
+    async def _wait_encoded(self, catalog: Catalog) -> None:
+        """Start encoding the catalog's new tools (unless under way or over the bound) and wait
+        for them up to encode_wait_ms."""
+        if self.embedder is None:
+            return
+        missing = [e for e in catalog.entries if e.embedding is None]
+        new = [e for e in missing if id(e) not in self._encoding]
+        if new and len(self._encoding) + len(new) <= self.config.cache.max_entries:
+            task = asyncio.get_running_loop().create_task(self._encode(self.embedder, new))
+            for entry in new:
+                self._encoding[id(entry)] = task
+        waiting = {self._encoding[id(e)] for e in missing if id(e) in self._encoding}
+        if waiting and self._wait_s > 0:
+            await asyncio.wait(waiting, timeout=self._wait_s)
+
+    async def _encode(self, embedder: Embedder, entries: list[ToolEntry]) -> None:
+        try:
+            for start in range(0, len(entries), self.batch_size):
+                chunk = entries[start : start + self.batch_size]
+                encoded = await embedder.encode([e.text for e in chunk])
+                for entry, row in zip(chunk, encoded.embeddings, strict=True):
+                    entry.embedding = row
+        except EmbeddingError as exc:
+            log.warning(
+                "encoding %d tools failed (scored lexically until seen again): %s",
+                len(entries),
+                exc,
+            )
+        finally:
+            for entry in entries:
+                self._encoding.pop(id(entry), None)
