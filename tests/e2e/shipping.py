@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,6 +18,32 @@ from tests.e2e.conftest import wait_http
 from tests.servers import free_port
 
 MATH = "Prove that the square root of 2 is irrational."
+
+
+def finish(
+    args: Sequence[str],
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` to the end and capture its output; past ``timeout`` seconds its whole
+    process group (a build's children too) is killed and the test fails."""
+    with subprocess.Popen(
+        list(args),
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise AssertionError(f"{shlex.join(args)}: still running after {timeout} s") from None
+    return subprocess.CompletedProcess(list(args), process.returncode, stdout, stderr)
 
 
 @contextmanager

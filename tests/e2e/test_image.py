@@ -26,7 +26,14 @@ from typing import Any
 import pytest
 import yaml
 from tests.e2e.conftest import wait_grpc_health, wait_http
-from tests.e2e.shipping import MATH, assert_serve_routes, backends_env, running, standin
+from tests.e2e.shipping import (
+    MATH,
+    assert_serve_routes,
+    backends_env,
+    finish,
+    running,
+    standin,
+)
 from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -55,14 +62,7 @@ class Buildah:
         self.full_env = {**os.environ, **self.env}
 
     def __call__(self, *args: str, timeout: float = 300) -> str:
-        done = subprocess.run(
-            ["buildah", *args],
-            env=self.full_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        done = finish(["buildah", *args], timeout, env=self.full_env)
         assert done.returncode == 0, f"buildah {' '.join(args)}: {done.stderr[-3000:]}"
         return done.stdout.strip()
 
@@ -99,10 +99,10 @@ def _debootstrap_base(buildah: Buildah) -> None:
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         rootfs, tarball = Path(tmp) / "rootfs", Path(tmp) / "rootfs.tar"
         try:
-            done = subprocess.run(
+            done = finish(
                 ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}",
                  "bookworm", str(rootfs), DEBIAN_MIRROR],
-                capture_output=True, text=True, timeout=900, check=False,
+                timeout=900,
             )  # fmt: skip
             assert done.returncode == 0, f"debootstrap: {done.stdout[-3000:]}{done.stderr[-2000:]}"
         finally:
@@ -180,14 +180,11 @@ def image(buildah: Buildah) -> Iterator[str]:
         _debootstrap_base(buildah)
     mounts = [f"--volume={path}:{path}:ro" for path in HOST_PIP_FILES if Path(path).exists()]
     started = time.monotonic()
-    done = subprocess.run(
+    done = finish(
         [str(REPO / "scripts/image.sh"), "--network", "host", *mounts],
-        env={**os.environ, **buildah.env, "IMAGE_TOOL": "buildah", "BASE_IMAGE": BASE},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=900,
-        check=False,
+        env={**buildah.full_env, "IMAGE_TOOL": "buildah", "BASE_IMAGE": BASE},
+        cwd=REPO,
     )
     assert done.returncode == 0, f"scripts/image.sh: {done.stdout[-3000:]}{done.stderr[-3000:]}"
     print(f"image built in {time.monotonic() - started:.0f} s")
@@ -259,13 +256,10 @@ def test_runs_as_10001_offline_and_writes_nothing_outside_tmp(
     assert buildah("run", "--network", "host", name, "--", "id", "-u") == "10001"  # the default
 
     # A new network namespace has no interface up: the image must start with what it holds.
-    offline = subprocess.run(
+    offline = finish(
         ["unshare", "--net", *buildah.run_command(name, "semrouter", "classify", MATH, "--json")],
-        env=buildah.full_env,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
+        env=buildah.full_env,
     )
     assert offline.returncode == 0, offline.stderr
     assert json.loads(offline.stdout)["model"] == "reasoner"

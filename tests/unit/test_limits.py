@@ -76,6 +76,46 @@ def test_signal_input_reads_a_window_but_counts_the_whole_conversation() -> None
     assert item.conversation_chars == 10_000 + 2 + 300_000 + 2
 
 
+class WordCounter(Embedder):
+    """Embeds nothing useful; counts a text's words as its tokens, as the encoder would."""
+
+    dim = feature_dim = 2
+
+    async def encode(self, texts: Sequence[str]) -> Encoded:
+        return self.encode_sync(texts)
+
+    def encode_sync(self, texts: Sequence[str]) -> Encoded:
+        counts = np.array([len(t.split()) for t in texts], np.int64)
+        return Encoded(np.ones((len(texts), 2), np.float32), np.ones((len(texts), 2)), counts)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+async def test_a_long_prompt_is_counted_from_its_window_without_a_second_tokenisation() -> None:
+    data = minimal_config()
+    data["signals"]["similarity"] = [{"name": "alike", "examples": ["x"]}]
+    data["signals"]["context"] = [{"name": "long", "min_tokens": 30_000}]
+    embedder = WordCounter()
+    embedder.count_tokens = None  # type: ignore[assignment, method-assign]  # must not be called
+    router = Router(parse_config(data, env={}), embedder)
+    await router.start()
+    route = await router.route(chat_request_from_body(chat("word " * 40_000)))
+    assert route.signals is not None and "long" in route.signals.fired
+    assert abs(route.signals.tokens - 40_000) < 400
+
+
+def test_too_many_messages_are_refused_before_the_body_is_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import semrouter.pipeline.request as request_module
+
+    monkeypatch.setattr(request_module, "parse_body", None)  # parsing would fail the test
+    body = {"model": "auto", "messages": [{"role": "user", "content": "x"}] * 5000}
+    error = refusal(raw(body))
+    assert (error.status, error.code) == (413, "too_many_messages")
+
+
 # --- counts and depth --------------------------------------------------------------------------
 
 
@@ -214,7 +254,7 @@ def similarity_config(**router: Any) -> RouterConfig:
             "model": "fast",
         }
     )
-    data["router"] = {"limits": {"classify_deadline_ms": 50}, **router}
+    data["router"] = {"limits": {"classify_deadline_ms": 150}, **router}
     return parse_config(data, env={})
 
 

@@ -58,10 +58,9 @@ def test_default_config_is_the_packaged_file_unless_the_environment_names_one() 
     assert default_config_path({"SEMROUTER_CONFIG": "/etc/x.yaml"}) == Path("/etc/x.yaml")
 
 
-def test_cli_defaults_to_the_packaged_config_from_any_directory() -> None:
-    for command in (["serve"], ["classify", "hi"], ["extproc"], ["route", "--input", "-"]):
-        if command[0] == "route":
-            command += ["--output", "out.jsonl"]
+def test_cli_commands_default_to_the_packaged_config() -> None:
+    route = ["route", "--input", "-", "--output", "out.jsonl"]
+    for command in (["serve"], ["classify", "hi"], ["extproc"], route):
         config = build_parser().parse_args(command).config
         assert Path(config) == default_config_path(), command
 

@@ -137,6 +137,19 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def process_memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of another process, in MiB, from /proc; (0, 0) once it is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0, 0.0
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    return (
+        round(int(fields["VmRSS"].split()[0]) / 1024, 1),
+        round(int(fields["VmHWM"].split()[0]) / 1024, 1),
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

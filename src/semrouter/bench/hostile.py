@@ -219,7 +219,7 @@ CATALOGUE: tuple[Hostile, ...] = (
     ),
     Hostile(
         "messages_100k",
-        "100,000 messages (3.3 MB)",
+        "100,000 messages (3.1 MB)",
         lambda: post(_messages(100_000)),
         Expected(413, "too_many_messages"),
     ),

@@ -49,11 +49,15 @@ def _chunk(model: str, delta: dict[str, str], finish: str | None = None) -> byte
 
 
 class StandIn:
-    """chunk_delay_s: pause between SSE chunks; with record, `requests` holds the bodies
-    received and `headers` their headers (lowercase names), for tests."""
+    """chunk_delay_s: pause between SSE chunks; reply_delay_s: pause before a non-streamed
+    answer (a slow generation); with record, `requests` holds the bodies received and `headers`
+    their headers (lowercase names), for tests."""
 
-    def __init__(self, chunk_delay_s: float = 0.0, record: bool = False) -> None:
+    def __init__(
+        self, chunk_delay_s: float = 0.0, record: bool = False, reply_delay_s: float = 0.0
+    ) -> None:
         self.chunk_delay_s = chunk_delay_s
+        self.reply_delay_s = reply_delay_s
         self.record = record
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -72,6 +76,8 @@ class StandIn:
             self.headers.append({k.lower(): v for k, v in request.headers.items()})
         model = body.get("model", "standin")
         if not body.get("stream"):
+            if self.reply_delay_s:
+                await asyncio.sleep(self.reply_delay_s)
             return web.Response(
                 body=orjson.dumps(_completion(body, model)), content_type="application/json"
             )
@@ -106,9 +112,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--chunk-delay-ms", type=float, default=0.0)
+    parser.add_argument("--reply-delay-ms", type=float, default=0.0, help="before a JSON answer")
     args = parser.parse_args()
     web.run_app(
-        StandIn(args.chunk_delay_ms / 1000).app,
+        StandIn(args.chunk_delay_ms / 1000, reply_delay_s=args.reply_delay_ms / 1000).app,
         host=args.host,
         port=args.port,
         access_log=None,

@@ -53,7 +53,7 @@ from semrouter.bench.common import (
     write_json,
 )
 from semrouter.config import ConfigError, RouterConfig, load_config
-from semrouter.config.schema import ModelConfig, ToolsConfig
+from semrouter.config.schema import Endpoint, ModelConfig, ToolsConfig
 from semrouter.embed.base import Embedder
 from semrouter.pipeline.request import ChatRequest
 from semrouter.signals.engine import SignalInput, SignalReport
@@ -183,8 +183,9 @@ class Baselines:
         self.index = {tool_digest(t): i for i, t in enumerate(pool)}
         self.matrix = embedder.encode_sync(texts).embeddings
         self.bm25 = bm25s.BM25()
-        self.bm25.index(bm25s.tokenize(texts, stopwords="en", show_progress=False),
-                        show_progress=False)
+        self.bm25.index(
+            bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False
+        )
         self._tokenize = bm25s.tokenize
 
     def rows(self, tools: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -232,7 +233,7 @@ def evaluate(
     results: dict[str, Any] = {}
     progress = Progress(len(entries) * len(sizes), "recall")
     for size in sizes:
-        hits = {m: {k: [] for k in KS} for m in METHODS}
+        hits: dict[str, dict[int, list[float]]] = {m: {k: [] for k in KS} for m in METHODS}
         kept_counts, saved = [], []
         for entry in entries:
             tools = catalog(entry, pool, size, seed)
@@ -282,7 +283,7 @@ def best_scores(
     """The best tool score on each entry's own catalog: where a tool applies vs where none does
     (what a `signals.tools` rule with min_score can tell apart)."""
     by_kind: dict[str, list[float]] = {"relevant": [], "irrelevant": []}
-    for entry in entries:
+    for entry in (e for e in entries if e.tools):
         item = chat_request(entry, entry.tools).signal_input(config.router.limits, tools_config)
         best = float(scorer.score_sync(item, queries[entry.id]).max())
         by_kind["relevant" if entry.answers else "irrelevant"].append(best)
@@ -312,9 +313,10 @@ async def measure_latency(
     try:
         tools_config = config.tools
         batch = config.embedding.batch_size
-        waiting = ToolScorer(tools_config.model_copy(update={"encode_wait_ms": 60_000.0}),
-                             embedder, batch)
-        model = ModelConfig(name="bench", endpoints=[{"url": "http://127.0.0.1:1/v1"}])
+        waiting = ToolScorer(
+            tools_config.model_copy(update={"encode_wait_ms": 60_000.0}), embedder, batch
+        )
+        model = ModelConfig(name="bench", endpoints=[Endpoint(url="http://127.0.0.1:1/v1")])
         sample = [e for e in entries if e.answers][: max(first_sights * 2, 20)]
         prepared = []
         for entry in sample:
@@ -392,8 +394,9 @@ def _plot(results: dict[str, Any], meta: dict[str, Any], path: Path) -> bool:
     sizes = [int(s) for s in results]
     for axis, k in zip(axes, ("@5", "@10"), strict=True):
         for method in METHODS:
-            axis.plot(sizes, [results[str(s)]["recall"][method][k] for s in sizes], "o-",
-                      label=method)
+            axis.plot(
+                sizes, [results[str(s)]["recall"][method][k] for s in sizes], "o-", label=method
+            )
         axis.set_xscale("log")
         axis.set_xlabel("tools in the catalog")
         axis.set_ylabel(f"recall{k}")
@@ -439,7 +442,15 @@ def run(args: argparse.Namespace) -> int:
         return sum(token_counts[tool_digest(t)] for t in tools)
 
     results = evaluate(
-        answered, pool, sizes, args.seed, scorer, tools_config, config, queries, baselines,
+        answered,
+        pool,
+        sizes,
+        args.seed,
+        scorer,
+        tools_config,
+        config,
+        queries,
+        baselines,
         tokens,
     )
     separation = best_scores(chosen, scorer, tools_config, config, queries)

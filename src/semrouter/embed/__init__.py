@@ -50,4 +50,5 @@ def create_embedder(
         cache_dir=settings.cache_dir,
         max_word_chars=max_word_chars,
         max_queue=max_queue,
+        max_batch_tokens=settings.max_batch_tokens,
     )

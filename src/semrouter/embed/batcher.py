@@ -9,7 +9,9 @@ engine sees few, larger calls:
 * when several requests are already waiting but the batch is not full, it waits for more until
   ``max_wait_ms`` after the oldest request was queued, and no longer.
 
-A failed batch fails only the callers whose texts were in it. A caller that gives up
+A failed batch fails only the callers whose texts were in it, always with an EmbeddingError
+(an engine's own exception, e.g. onnxruntime failing to allocate, is wrapped), so the router's
+`on_embedding_error` policy answers them instead of a 500. A caller that gives up
 (cancellation, e.g. a missed deadline) is dropped from its batch if that batch has not started.
 The queue is bounded: past ``max_queue`` waiting texts, ``submit`` fails at once with
 ``EncoderOverloaded`` instead of queueing without limit.
@@ -18,6 +20,7 @@ The queue is bounded: past ``max_queue`` waiting texts, ``submit`` fails at once
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from semrouter.embed.base import EmbeddingError, Encoded, EncoderOverloaded
+
+log = logging.getLogger("semrouter.embed")
 
 
 @dataclass(slots=True)
@@ -131,6 +136,9 @@ class MicroBatcher:
             try:
                 result = await loop.run_in_executor(self._executor, self._run, texts)
             except Exception as exc:
+                if not isinstance(exc, EmbeddingError):
+                    log.warning("encoder batch of %d texts failed", len(texts), exc_info=exc)
+                    exc = EmbeddingError(f"the encoder failed: {type(exc).__name__}")
                 for r in live:
                     if not r.future.done():
                         r.future.set_exception(exc)

@@ -21,9 +21,10 @@ from tokenizers import Tokenizer
 from semrouter.embed.base import Embedder, Encoded
 from semrouter.embed.batcher import MicroBatcher
 from semrouter.embed.model_cache import ensure_model
+from semrouter.embed.settings import MAX_WINDOW
 from semrouter.embed.spelling import MAX_WORD_CHARS, SpellingNormaliser, shipped_vocabulary
 
-MAX_POSITIONS = 512
+DEFAULT_BATCH_TOKENS = 2048
 
 
 def window(pieces: Sequence[int], max_tokens: int, cls_id: int, sep_id: int) -> list[int]:
@@ -35,17 +36,28 @@ def window(pieces: Sequence[int], max_tokens: int, cls_id: int, sep_id: int) -> 
     return [cls_id, *pieces, sep_id]
 
 
-def plan_batches(lengths: Sequence[int], max_batch: int) -> list[list[int]]:
-    """Group item indices into inference calls of at most ``max_batch`` items.
+def plan_batches(
+    lengths: Sequence[int], max_batch: int, max_tokens: int = DEFAULT_BATCH_TOKENS
+) -> list[list[int]]:
+    """Group item indices into inference calls of at most ``max_batch`` items and at most
+    ``max_tokens`` padded tokens (a lone item longer than that gets a call of its own).
 
     Items are taken shortest first; a new group starts when the next item is longer than
     ``1.5 * shortest + 16`` tokens of the current group, which bounds the padding waste
-    without splitting similar lengths into many small calls.
+    without splitting similar lengths into many small calls. The token bound is what bounds
+    memory: onnxruntime's arena keeps the largest call's activations for good (32 prompts of
+    256 tokens in one call left RSS 340 MB higher; calls of 2,048 tokens, 84 MB, at the same
+    speed per prompt).
     """
     groups: list[list[int]] = []
     shortest = 0
     for i in sorted(range(len(lengths)), key=lengths.__getitem__):
-        if not groups or len(groups[-1]) >= max_batch or lengths[i] > 1.5 * shortest + 16:
+        if (
+            not groups
+            or len(groups[-1]) >= max_batch
+            or lengths[i] > 1.5 * shortest + 16
+            or (len(groups[-1]) + 1) * lengths[i] > max_tokens
+        ):
             groups.append([])
             shortest = lengths[i]
         groups[-1].append(i)
@@ -72,9 +84,10 @@ class LocalEmbedder(Embedder):
         cache_dir: str | Path | None = None,
         max_word_chars: int = MAX_WORD_CHARS,
         max_queue: int = 512,
+        max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
     ) -> None:
-        if not 8 <= max_tokens <= MAX_POSITIONS:
-            raise ValueError(f"max_tokens must be in 8..{MAX_POSITIONS}, got {max_tokens}")
+        if not 8 <= max_tokens <= MAX_WINDOW:
+            raise ValueError(f"max_tokens must be in 8..{MAX_WINDOW}, got {max_tokens}")
         files = ensure_model(cache_dir, quantize=quantize)
         path = self.model_path = files.onnx
         opts = ort.SessionOptions()
@@ -91,6 +104,7 @@ class LocalEmbedder(Embedder):
         self.feature_dim = int(shapes["features"][1])
         self.max_tokens = max_tokens
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self._tokenizer = Tokenizer.from_file(str(files.tokenizer))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
@@ -147,7 +161,7 @@ class LocalEmbedder(Embedder):
         ids, counts = self.tokenize(texts)
         embeddings = np.empty((len(ids), self.dim), dtype=np.float32)
         features = np.empty((len(ids), self.feature_dim), dtype=np.float32)
-        for group in plan_batches([len(x) for x in ids], self.batch_size):
+        for group in plan_batches([len(x) for x in ids], self.batch_size, self.max_batch_tokens):
             width = max(len(ids[i]) for i in group)
             input_ids = np.full((len(group), width), self._pad, dtype=np.int64)
             mask = np.zeros((len(group), width), dtype=np.int64)

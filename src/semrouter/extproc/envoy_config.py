@@ -154,7 +154,9 @@ _DECISION_HEADERS = [
         "x-semrouter-reasoning",
         "x-semrouter-reasoning-effort",
         "x-semrouter-route-ms",
+        "x-semrouter-tools",  # tool pre-selection: kept/total
         "x-semrouter-tenant",  # router.auth on: the processor sets it, or removes the client's
+        "x-semrouter-cache",  # hit, miss or bypass (a hit is answered by the processor itself)
     )
 ] + [
     {
@@ -301,7 +303,12 @@ def _local_replies(
     }
 
 
-def _extproc_filter(options: EnvoyOptions) -> dict[str, Any]:
+def _extproc_filter(options: EnvoyOptions, observes_responses: bool) -> dict[str, Any]:
+    """With `observes_responses` (the response cache on), the processor sees response headers
+    and, by a mode override in its answer, the bodies it stores. Envoy ignores mode overrides
+    when the body is sent without waiting for the headers answer, so then the request body is
+    BUFFERED: two round trips for a request and one for its response headers, instead of one."""
+    request_body = "BUFFERED" if observes_responses else "STREAMED"
     return {
         "name": EXTPROC_FILTER,
         "typed_config": {
@@ -312,15 +319,15 @@ def _extproc_filter(options: EnvoyOptions) -> dict[str, Any]:
             "status_on_error": {"code": EXTPROC_ERROR_STATUS},
             "processing_mode": {
                 "request_header_mode": "SEND",
-                "request_body_mode": "STREAMED",
+                "request_body_mode": request_body,
                 "request_trailer_mode": "SKIP",
-                "response_header_mode": "SKIP",
+                "response_header_mode": "SEND" if observes_responses else "SKIP",
                 "response_body_mode": "NONE",
                 "response_trailer_mode": "SKIP",
             },
             "allow_mode_override": True,
             # One round trip: the processor answers the headers once it has the whole body.
-            "send_body_without_waiting_for_header_response": True,
+            "send_body_without_waiting_for_header_response": not observes_responses,
         },
     }
 
@@ -421,7 +428,7 @@ def bootstrap(config: RouterConfig, options: EnvoyOptions) -> dict[str, Any]:
             ],
         },
         "http_filters": [
-            _extproc_filter(options),
+            _extproc_filter(options, config.cache.backend != "off"),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": _TYPE + "extensions.filters.http.router.v3.Router"},

@@ -25,6 +25,14 @@ HTTP request and sends it the request and response piece by piece. For a chat-co
   response headers  the decision headers again, for the client. An event stream is switched to
                     streamed body processing when the filter would otherwise buffer the body.
 
+A request a stage answers itself (a cache hit) gets that answer as an immediate_response: the
+backend is never called. For a response a stage observes (a cache miss that may be stored),
+the response headers answer asks for the body, streamed (mode_override): it is kept as it
+passes, unchanged and undelayed, and handed over once it ended; every other response keeps the
+filter's body mode. Envoy ignores mode overrides when the request body is sent without waiting
+for the headers answer, so with the response cache on `semrouter envoy-config` buffers the
+request body and sends response headers (envoy_config.py).
+
 A RouterError becomes an immediate_response with the HTTP proxy's status and OpenAI error body.
 Other paths pass through untouched. The server also answers grpc.health.v1 Check.
 """
@@ -73,6 +81,7 @@ from semrouter.pipeline.errors import (
 from semrouter.pipeline.flow import Pipeline, Prepared
 from semrouter.pipeline.request import parse_chat_request
 from semrouter.pipeline.router import Router
+from semrouter.stages import ResponseCapture, StageAnswer
 
 log = logging.getLogger("semrouter.extproc")
 
@@ -128,6 +137,20 @@ def immediate(error: RouterError) -> ProcessingResponse:
     )
 
 
+def answered(answer: StageAnswer, headers: Mapping[str, str]) -> ProcessingResponse:
+    """A stage's own answer (a cache hit), sent to the client by Envoy without a backend."""
+    return ProcessingResponse(
+        immediate_response=ImmediateResponse(
+            status=HttpStatus(code=answer.status),
+            headers=set_headers(
+                {**headers, "content-type": answer.content_type, "cache-control": "no-cache"}
+            ),
+            body=answer.body,
+            details="semrouter_stage_answer",
+        )
+    )
+
+
 def check_content_length(declared: str | None, limit: int) -> None:
     if declared is None:
         return
@@ -155,6 +178,7 @@ class Exchange:
         self.answer_headers_last = False
         self.chunks: list[bytes] = []
         self.received = 0
+        self.capture: ResponseCapture | None = None
 
     async def handle(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         if message.HasField("protocol_config"):
@@ -172,6 +196,8 @@ class Exchange:
                 return await self.on_request_body(message.request_body)
             if kind == "response_headers":
                 return [self.on_response_headers(message.response_headers)]
+            if kind == "response_body" and self.capture is not None:
+                self.on_response_body(message.response_body)
         except RouterError as error:
             self.pipeline.metrics.failed(error)
             return [immediate(error)]
@@ -208,11 +234,10 @@ class Exchange:
         if not self.answer_headers_last:
             if not body.end_of_stream:
                 raise body_too_large(None, self.limit)  # BUFFERED: the filter's buffer overflowed
-            return [
-                ProcessingResponse(
-                    request_body=BodyResponse(response=await self.rewrite(body.body))
-                )
-            ]
+            rewritten = await self.rewrite(body.body)
+            if (answer := self.stage_answer()) is not None:
+                return [answer]
+            return [ProcessingResponse(request_body=BodyResponse(response=rewritten))]
         self.chunks.append(body.body)
         self.received += len(body.body)
         if self.received > self.limit:
@@ -220,6 +245,8 @@ class Exchange:
         if not body.end_of_stream:
             return []
         answer = await self.rewrite(b"".join(self.chunks))
+        if (immediate_answer := self.stage_answer()) is not None:
+            return [immediate_answer]
         cleared = ProcessingResponse(
             request_body=BodyResponse(
                 response=CommonResponse(body_mutation=BodyMutation(clear_body=True))
@@ -271,16 +298,40 @@ class Exchange:
             clear_route_cache=True,
         )
 
+    def stage_answer(self) -> ProcessingResponse | None:
+        """The immediate response for a request a stage answered itself, else None."""
+        prepared = self.prepared
+        if prepared is None or prepared.answer is None:
+            return None
+        return answered(prepared.answer, prepared.headers)
+
     def on_response_headers(self, headers: HttpHeaders) -> ProcessingResponse:
         added = dict(self.prepared.headers) if self.prepared is not None else {}
         response = ProcessingResponse()
-        if header_dict(headers).get("content-type", "").startswith("text/event-stream"):
+        values = header_dict(headers)
+        content_type = values.get("content-type", "")
+        if content_type.startswith("text/event-stream"):
             if self.prepared is not None:
                 added["cache-control"] = "no-cache"
             if self.response_body_mode is None or self.response_body_mode in _BUFFERING:
                 response.mode_override.CopyFrom(STREAM_RESPONSE)
+        if self.prepared is not None and self.prepared.observers:
+            raw_status = values.get(":status", "")
+            status = int(raw_status) if raw_status.isdigit() else 0
+            capture = ResponseCapture(self.prepared.observers, status, content_type)
+            if capture.active:
+                self.capture = capture
+                response.mode_override.CopyFrom(STREAM_RESPONSE)
         response.response_headers.response.header_mutation.CopyFrom(set_headers(added))
         return response
+
+    def on_response_body(self, body: HttpBody) -> None:
+        """A body a stage observes: kept as it passes (Envoy forwards it unchanged)."""
+        assert self.capture is not None
+        self.capture.feed(body.body)
+        if body.end_of_stream:
+            self.capture.finish()
+            self.capture = None
 
 
 class ExtProcServicer(external_processor_pb2_grpc.ExternalProcessorServicer):

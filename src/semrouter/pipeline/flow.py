@@ -2,26 +2,31 @@
 
     Admission.enter → authenticate (headers only) → parse (request.py, bounded)
         → Router.route (deadline, fallback) → authorize → Router.rewrite
-        → the stages, in order (semrouter.stages: tool selection, ...) → quota → Prepared
+        → the stages, in order (semrouter.stages: tool selection, the response cache, ...)
+        → quota → Prepared
 
 `semrouter serve` (proxy/app.py) and `semrouter extproc` (extproc/server.py) hand raw bytes and
 headers to `Pipeline.prepare` and only move the result: the HTTP proxy forwards `Prepared.body`
 itself, the ext_proc server returns it to Envoy as a body mutation. Nothing here knows which.
 With `router.auth` on, each transport calls `Pipeline.authenticate` as soon as it has the
 headers, so a request without a valid key (401) costs neither a body read nor a classification.
+A stage may answer a request itself (`Prepared.answer`: the transport sends it, no backend
+call) or ask to see the completed response (`Prepared.observers`: the transport keeps the body
+in a `ResponseCapture` as it passes and finishes it when the response ended normally).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from prometheus_client import Gauge
 
 from semrouter.auth import TENANT_HEADER, AdminGate, KeyStore, Principal, Quotas, Rejection
+from semrouter.cache import CacheStage
 from semrouter.config.schema import ModelConfig, RouterConfig
 from semrouter.pipeline.errors import (
     RouterError,
@@ -35,7 +40,7 @@ from semrouter.pipeline.errors import (
 from semrouter.pipeline.metrics import PipelineMetrics
 from semrouter.pipeline.request import ChatRequest, classify_input, message_text, parse_chat_request
 from semrouter.pipeline.router import Route, Router
-from semrouter.stages import Stage, StageContext
+from semrouter.stages import ResponseObserver, Stage, StageAnswer, StageContext
 from semrouter.tools import ToolStage
 
 OFF_LOOP_PARSE_BYTES = 256 * 1024
@@ -48,7 +53,8 @@ class Prepared:
     """A request ready to forward: where it goes, the body the backend gets, and the
     `x-semrouter-*` headers the client gets. With router auth on, `key_name` is the client key's
     configured name and `tenant` what caches and budgets partition by (also in the headers as
-    x-semrouter-tenant); both None with auth off."""
+    x-semrouter-tenant); both None with auth off. `answer`: a stage's own response (the
+    backend is not called); `observers`: the stages that want the completed response."""
 
     chat: ChatRequest
     route: Route
@@ -56,6 +62,8 @@ class Prepared:
     headers: dict[str, str]
     tenant: str | None = None
     key_name: str | None = None
+    answer: StageAnswer | None = None
+    observers: list[ResponseObserver] = field(default_factory=list)
 
 
 class Admission:
@@ -114,6 +122,8 @@ class Pipeline:
         self.quotas = Quotas(auth.keys)
         scorer = router.tool_scorer
         self.stages: list[Stage] = [ToolStage(self.config.tools, scorer)] if scorer else []
+        # Last: its key covers what the other stages changed (the tools forwarded).
+        self.stages.append(CacheStage(self.config.cache, router.embedder, self.metrics.registry))
 
     async def start(self) -> None:
         await self.router.start()
@@ -121,6 +131,8 @@ class Pipeline:
             await stage.start()
 
     async def close(self) -> None:
+        for stage in self.stages:
+            await stage.close()
         await self.router.close()
 
     async def parse(self, raw: bytes) -> ChatRequest:
@@ -164,16 +176,18 @@ class Pipeline:
         if principal is None:
             principal = self.authenticate(headers)
         if principal is None:
-            return await self._prepare(raw, None)
+            return await self._prepare(raw, headers, None)
         try:
-            prepared = await self._prepare(raw, principal)
+            prepared = await self._prepare(raw, headers, principal)
         except RouterError as error:
             self.metrics.client_requests.labels(principal.name, error.code).inc()
             raise
         self.metrics.client_requests.labels(principal.name, "routed").inc()
         return prepared
 
-    async def _prepare(self, raw: bytes, principal: Principal | None) -> Prepared:
+    async def _prepare(
+        self, raw: bytes, headers: Mapping[str, str], principal: Principal | None
+    ) -> Prepared:
         chat = await self.parse(raw)
         if principal is not None and not self.router.is_auto(chat):
             self._authorize_model(principal, self.router.resolve_model(chat.model))
@@ -187,20 +201,36 @@ class Pipeline:
         self.metrics.routed(route)
         body = self.router.rewrite(chat, route)
         route_headers = route.headers()
-        await self.run_stages(chat, route, body, route_headers)
+        tenant = principal.tenant if principal is not None else None
+        context = await self.run_stages(chat, route, body, route_headers, headers, tenant)
+        prepared = Prepared(
+            chat,
+            route,
+            orjson.dumps(body),
+            route_headers,
+            answer=context.answer,
+            observers=context.observers,
+        )
         if principal is None:
-            return Prepared(chat, route, orjson.dumps(body), route_headers)
+            return prepared
         self._charge(principal, estimated_tokens(chat, route, body))
         route_headers[TENANT_HEADER] = principal.tenant
-        return Prepared(
-            chat, route, orjson.dumps(body), route_headers, principal.tenant, principal.name
-        )
+        prepared.tenant, prepared.key_name = principal.tenant, principal.name
+        return prepared
 
     async def run_stages(
-        self, chat: ChatRequest, route: Route, body: dict[str, Any], headers: dict[str, str]
-    ) -> dict[str, Any]:
+        self,
+        chat: ChatRequest,
+        route: Route,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        client_headers: Mapping[str, str],
+        tenant: str | None,
+        probe: bool = False,
+    ) -> StageContext:
         """The configured stages, in order, on the rewritten body (changed in place) and the
-        response headers (added to); returns what each stage traced, by stage name."""
+        response headers (added to), until one answers the request itself; returns their
+        context (what each traced, by stage name; the answer; the response observers)."""
         context = StageContext(
             messages=chat.messages,
             body=body,
@@ -209,20 +239,39 @@ class Pipeline:
             request=route.input or chat.signal_input(self.limits, self.config.tools),
             signals=route.signals,
             headers=headers,
+            client_headers=client_headers,
+            tenant=tenant,
+            probe=probe,
         )
         for stage in self.stages:
             await stage.apply(context)
-        return context.trace
+            if context.answer is not None:
+                break
+        return context
 
-    async def classify(self, raw: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+    async def classify(
+        self,
+        raw: bytes,
+        client_headers: Mapping[str, str] | None = None,
+        principal: Principal | None = None,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         """/api/v1/classify: the route of a text or messages (with `tools`, what the stages
-        keep of them), and the headers a chat request would get."""
+        keep of them; what the cache would do for these headers and this client), and the
+        headers a chat request would get. Nothing is stored or counted."""
         chat = classify_input(raw, self.max_body_bytes, self.limits)
         chat.model = next(iter(self.config.router.auto_model_names))
         route = await self.router.route(chat)
         headers = route.headers()
-        trace = await self.run_stages(chat, route, self.router.rewrite(chat, route), headers)
-        return {**route.summary(), **trace}, headers
+        context = await self.run_stages(
+            chat,
+            route,
+            self.router.rewrite(chat, route),
+            headers,
+            client_headers or {},
+            principal.tenant if principal is not None else None,
+            probe=True,
+        )
+        return {**route.summary(), **context.trace}, headers
 
     def _authorize_model(self, principal: Principal, model: ModelConfig | None) -> None:
         """403 for a model the key may not use (None, an unknown model, is routing's 404)."""

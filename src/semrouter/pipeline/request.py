@@ -18,6 +18,7 @@ from semrouter.pipeline.errors import RouterError, bad_request, body_too_large, 
 from semrouter.signals.engine import SignalInput
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_SYSTEM_ROLES = frozenset({"system", "developer"})
 _DEFAULT_LIMITS = LimitsConfig()
 _DEFAULT_TOOLS = ToolsConfig()
 _SNAP = 64
@@ -51,14 +52,19 @@ class ChatRequest:
 
     def tool_context(self, messages: int, limit: int) -> str:
         """The text of the `messages` latest turns besides the last user turn (which the
-        routing text holds): earlier turns and the tool calls and results after it, newest
-        first, cut to `limit` characters."""
+        routing text holds) and the system prompts (the same in every request of an app):
+        earlier turns and the tool calls and results after it, newest first, cut to `limit`
+        characters."""
         routing = next(
             (i for i in reversed(range(len(self.messages))) if self.messages[i]["role"] == "user"),
             None,
         )
         start = max(0, len(self.messages) - messages - 1)
-        recent = [m for i, m in enumerate(self.messages[start:], start) if i != routing]
+        recent = [
+            m
+            for i, m in enumerate(self.messages[start:], start)
+            if i != routing and m["role"] not in _SYSTEM_ROLES
+        ]
         return "\n".join(message_text(m) for m in reversed(recent[-messages:]))[:limit]
 
     def signal_input(
@@ -72,11 +78,20 @@ class ChatRequest:
             if catalog and tools.context_messages
             else ""
         )
-        if len(self.messages) == 1 and len(text) <= limits.classify_chars:
-            return SignalInput(text=text, prompt_chars=len(text), tools=catalog)
-        conversation = self.conversation_text() if len(self.messages) > 1 else text
+        windowed = window(text, limits.classify_chars)
+        if len(self.messages) == 1:
+            # The encoder's count of the window, scaled to the whole text, is the token count:
+            # no second tokenisation of a long prompt.
+            return SignalInput(
+                text=windowed,
+                prompt_chars=len(text),
+                conversation_chars=len(text),
+                tools=catalog,
+                context=context,
+            )
+        conversation = self.conversation_text()
         return SignalInput(
-            text=window(text, limits.classify_chars),
+            text=windowed,
             prompt_chars=len(text),
             conversation_sample=conversation[: limits.count_chars],
             conversation_chars=len(conversation),
@@ -146,16 +161,12 @@ def _check_message(i: int, message: object, limits: LimitsConfig) -> None:
         )
 
 
-def _check_tools(tools: object, limits: LimitsConfig) -> None:
-    """`tools` is a list of at most max_tools objects, each naming its tool: `name` in the
-    object its `type` names (`function` by default: tools[i].function.name) or at the top."""
+def _check_tools(tools: object) -> None:
+    """`tools` is a list of objects (their count: `_check_counts`), each naming its tool:
+    `name` in the object its `type` names (`function` by default: tools[i].function.name) or at
+    the top."""
     if not isinstance(tools, list):
         raise bad_request("'tools' must be a list", "invalid_tools")
-    if len(tools) > limits.max_tools:
-        raise too_large(
-            f"'tools' has {len(tools)} entries; the limit is {limits.max_tools}",
-            "too_many_tools",
-        )
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
             raise bad_request(f"tools[{i}] must be an object", "invalid_tools")
@@ -163,13 +174,28 @@ def _check_tools(tools: object, limits: LimitsConfig) -> None:
         if not isinstance(kind, str):
             raise bad_request(f"tools[{i}].type must be a string", "invalid_tools")
         inner = tool.get(kind)
-        named = inner if isinstance(inner, dict) else tool
-        name = named.get("name")
+        name = (inner if isinstance(inner, dict) else tool).get("name")
         if not isinstance(name, str) or not name:
-            where = f"tools[{i}].{kind}.name" if isinstance(inner, dict) else f"tools[{i}].{kind}"
             raise bad_request(
-                f"tools[{i}] has no name: {where} must be a non-empty string", "invalid_tools"
+                f"tools[{i}] has no name: tools[{i}].{kind}.name must be a non-empty string",
+                "invalid_tools",
             )
+
+
+def _check_counts(body: dict[str, Any], limits: LimitsConfig) -> None:
+    """413 for `messages` or `tools` over their count limit: checked first, before anything
+    walks the body (the nesting walk alone took 120 ms on 100,000 messages)."""
+    messages, tools = body.get("messages"), body.get("tools")
+    if isinstance(messages, list) and len(messages) > limits.max_messages:
+        raise too_large(
+            f"'messages' has {len(messages)} entries; the limit is {limits.max_messages}",
+            "too_many_messages",
+        )
+    if isinstance(tools, list) and len(tools) > limits.max_tools:
+        raise too_large(
+            f"'tools' has {len(tools)} entries; the limit is {limits.max_tools}",
+            "too_many_tools",
+        )
 
 
 def nesting_exceeds(raw: bytes, body: dict[str, object], limit: int) -> bool:
@@ -203,6 +229,7 @@ def parse_body(
         raise bad_request(f"Request body is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("Request body must be a JSON object", "invalid_json")
+    _check_counts(body, limits)
     if nesting_exceeds(raw, body, limits.max_json_depth):
         raise bad_request(
             f"Request body nests deeper than {limits.max_json_depth} levels", "too_deep"
@@ -213,6 +240,15 @@ def parse_body(
 def parse_chat_request(
     raw: bytes, max_bytes: int, limits: LimitsConfig = _DEFAULT_LIMITS
 ) -> ChatRequest:
+    # Parsing 100k small messages holds the GIL for ~50 ms, even in a worker thread; counting
+    # their "role" keys first is a C-speed scan. Inside a JSON string a quote is escaped, so only
+    # keys match (a tool schema's "role" property too: a body with more of them than
+    # max_messages is refused all the same).
+    if len(raw) <= max_bytes and raw.count(b'"role"') > limits.max_messages:
+        raise too_large(
+            f"'messages' has more than {limits.max_messages} entries, the limit",
+            "too_many_messages",
+        )
     body = parse_body(raw, max_bytes, limits)
     return chat_request_from_body(body, limits)
 
@@ -230,16 +266,12 @@ def chat_request_from_body(
         raise bad_request("'messages' must be a list", "invalid_messages")
     if not messages:
         raise bad_request("'messages' must not be empty", "invalid_messages")
-    if len(messages) > limits.max_messages:
-        raise too_large(
-            f"'messages' has {len(messages)} entries; the limit is {limits.max_messages}",
-            "too_many_messages",
-        )
+    _check_counts(body, limits)
     for i, message in enumerate(messages):
         _check_message(i, message, limits)
     tools = body.get("tools")
     if tools is not None:
-        _check_tools(tools, limits)
+        _check_tools(tools)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise bad_request("'stream' must be a boolean", "invalid_stream")

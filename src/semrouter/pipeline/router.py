@@ -135,7 +135,8 @@ class Router:
 
     @classmethod
     def from_config(cls, config: RouterConfig) -> Router:
-        if not config.signals.needs_embedding:
+        """The router with an embedder when some signal or the response cache needs one."""
+        if not config.signals.needs_embedding and config.cache.backend == "off":
             return cls(config, None)
         limits = config.router.limits
         embedder = create_embedder(

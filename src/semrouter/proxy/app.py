@@ -2,7 +2,10 @@
 
 Routes: POST /v1/chat/completions (JSON and SSE), GET /v1/models, POST /api/v1/classify,
 GET /health, GET /ready, GET /metrics. All routing logic lives in `semrouter.pipeline`; this
-module only moves bytes and turns RouterError into OpenAI error responses. With router auth on,
+module only moves bytes and turns RouterError into OpenAI error responses: a request a stage
+answered (a cache hit) gets that answer without a backend call, and a response some stage
+observes (a cache miss) is kept as it is relayed and handed over once it ended normally (the
+whole JSON body read; a stream through `[DONE]`). With router auth on,
 chat and classify requests are authenticated before their body is read, and /metrics is an
 admin endpoint (`Pipeline.authorize_admin`); /health, /ready and /v1/models stay open.
 """
@@ -42,6 +45,7 @@ from semrouter.pipeline.flow import Pipeline
 from semrouter.pipeline.router import Router
 from semrouter.proxy.metrics import Metrics
 from semrouter.proxy.upstream import Upstreams
+from semrouter.stages import ResponseCapture
 
 log = logging.getLogger("semrouter.proxy")
 JSON = "application/json"
@@ -202,6 +206,10 @@ class ProxyApp:
                 await self._read_body(request), request.headers, principal
             )
             route, route_headers = prepared.route, prepared.headers
+            if prepared.answer is not None:
+                answer = prepared.answer
+                headers = {**route_headers, "cache-control": "no-cache"}
+                return Response(answer.body, answer.status, headers, answer.content_type)
             started = time.perf_counter()
             upstream = await unless_disconnected(
                 request,
@@ -221,9 +229,10 @@ class ProxyApp:
             **route_headers,
             "cache-control": upstream.headers.get("cache-control", "no-cache"),
         }
+        capture = ResponseCapture(prepared.observers, upstream.status, upstream.content_type)
         if upstream.is_event_stream:
             return StreamingResponse(
-                self._relay(upstream.chunks()),
+                self._relay(upstream.chunks(), capture),
                 status_code=upstream.status,
                 headers=headers,
                 media_type=upstream.content_type,
@@ -234,23 +243,33 @@ class ProxyApp:
             return self.failed(error, route_headers)
         except ClientDisconnect:
             return Response(status_code=499)
+        capture.feed(payload)
+        capture.finish()
         return Response(payload, upstream.status, headers=headers, media_type=upstream.content_type)
 
-    async def _relay(self, chunks: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    async def _relay(
+        self, chunks: AsyncGenerator[bytes, None], capture: ResponseCapture
+    ) -> AsyncIterator[bytes]:
         """Pass SSE events on as they come; a backend failure mid-stream ends in an error event
-        and `[DONE]`. Closing the relay (the client went away) closes the upstream stream."""
+        and `[DONE]`. Closing the relay (the client went away) closes the upstream stream.
+        The capture sees each event after it was passed on, and finishes only after `[DONE]`."""
         try:
             async with aclosing(chunks):
                 async for chunk in chunks:
                     yield chunk
+                    capture.feed(chunk)
         except RouterError as error:
             self.pipeline.metrics.failed(error)
             yield _sse_error(error)
+            return
+        capture.finish()
 
     async def classify(self, request: Request) -> Response:
         try:
-            self.pipeline.authenticate(request.headers)
-            summary, headers = await self.pipeline.classify(await self._read_body(request))
+            principal = self.pipeline.authenticate(request.headers)
+            summary, headers = await self.pipeline.classify(
+                await self._read_body(request), request.headers, principal
+            )
         except RouterError as error:
             return self.failed(error)
         return json_response(summary, headers=headers)

@@ -35,6 +35,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._reading_head = True
+        self._began = False  # a request's first byte came (else a timeout closes silently)
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
 
@@ -47,20 +48,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._reading_head:
-            self._head_bytes += len(data)
         super().data_received(data)
-        if self._reading_head and self._head_bytes > self.max_header_bytes + HEAD_ALLOWANCE:
+        if not self._reading_head:
+            return
+        self._head_bytes += len(data)  # this request's head, or the chunk in which it began
+        if self._head_bytes > self.max_header_bytes + HEAD_ALLOWANCE:
             self._refuse(headers_too_large(self._head_bytes, self.max_header_bytes))
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._reading_head = True
+        self._reading_head = self._began = True
+        self._head_bytes = 0
         self._arm()
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
-        self._head_bytes = 0
         self._disarm()
         super().on_headers_complete()
 
@@ -77,7 +79,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if not self._reading_head or self.transport.is_closing():
             return
-        if self._head_bytes == 0:
+        if not self._began:
             self.transport.close()  # nothing was asked: nothing to answer
             return
         self._refuse(request_timeout("headers", self.header_timeout_s))

@@ -276,12 +276,18 @@ class SignalEngine:
                 report.fired.add(ctx.name)
 
     def _encoded_tokens(self, item: SignalInput, report: SignalReport) -> int | None:
-        """The token count the encoder pass already gives, when it saw the whole conversation."""
+        """The token count the encoder pass already gives when the text is the conversation:
+        exact, or scaled from the window to the whole text when it was windowed."""
         if item.conversation_sample is not None:
             return None
+        total = max(item.conversation_chars, len(item.text))
         if self.embedder is None:
-            return len(item.text) // 4
-        return report.tokens if report.tokens else None
+            return total // 4
+        if not report.tokens:
+            return None
+        if total == len(item.text):
+            return report.tokens
+        return round(report.tokens * total / len(item.text))
 
     def _sampled_tokens(self, item: SignalInput) -> int:
         """Tokens of the conversation: counted exactly on its sample, scaled to its length."""

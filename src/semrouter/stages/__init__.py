@@ -1,4 +1,4 @@
-"""The interface of the request-path stages (tools, later cache, guards, budgets, affinity).
+"""The interface of the request-path stages (tools, cache, later guards, budgets, affinity).
 
 Owns only the contract: `Stage`, the step `semrouter.pipeline.flow.Pipeline.prepare` runs after
 routing, and `StageContext`, the plain data a stage reads and changes. It sits below the stage
@@ -6,6 +6,20 @@ packages, so they implement it without importing `semrouter.pipeline`; both tran
 stages through that one Pipeline.
 """
 
-from semrouter.stages.base import Stage, StageContext
+from semrouter.stages.base import (
+    CompletedResponse,
+    ResponseCapture,
+    ResponseObserver,
+    Stage,
+    StageAnswer,
+    StageContext,
+)
 
-__all__ = ["Stage", "StageContext"]
+__all__ = [
+    "CompletedResponse",
+    "ResponseCapture",
+    "ResponseObserver",
+    "Stage",
+    "StageAnswer",
+    "StageContext",
+]

@@ -5,11 +5,20 @@
 is serialised. A stage changes `body` in place (never `messages`, the client's), adds response
 headers to `headers` and what /api/v1/classify should show to `trace` under its own name; it
 refuses a request by raising the pipeline's RouterError.
+
+Two more things a stage may do, which both transports carry out the same way:
+- answer the request itself: set `context.answer` (a `StageAnswer`); the later stages do not
+  run and the backend is never called (`semrouter serve` sends it as the response, ext_proc as
+  an ImmediateResponse);
+- watch the backend's response: append a `ResponseObserver` to `context.observers`. The
+  transport keeps the body as it passes (a `ResponseCapture`, bounded by the observer's
+  `max_bytes`; the client is never held up) and calls `completed` once it ended normally.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +38,11 @@ class StageContext:
     signals: the SignalReport, None when no classification ran (direct model, fallback).
     headers: response headers to add (`x-semrouter-*`).
     trace: per stage, what it did, for /api/v1/classify.
+    client_headers: the client's request headers (lowercase names).
+    tenant: the authenticated tenant (router.auth on), else None.
+    answer: set by a stage that answers the request itself (no backend call).
+    observers: what wants to see the backend's completed response.
+    probe: /api/v1/classify: report what would happen, change no state (no stores, counters).
     """
 
     messages: list[dict[str, Any]]
@@ -39,6 +53,82 @@ class StageContext:
     signals: SignalReport | None
     headers: dict[str, str] = field(default_factory=dict)
     trace: dict[str, Any] = field(default_factory=dict)
+    client_headers: Mapping[str, str] = field(default_factory=dict)
+    tenant: str | None = None
+    answer: StageAnswer | None = None
+    observers: list[ResponseObserver] = field(default_factory=list)
+    probe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StageAnswer:
+    """A whole response a stage gives instead of the backend's (the route headers are added)."""
+
+    body: bytes
+    content_type: str
+    status: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedResponse:
+    """A backend response that ended normally: its status, content type and whole body (for an
+    event stream, the events as they were relayed, `[DONE]` included)."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+class ResponseObserver(ABC):
+    """Sees the backend's response to one request, once it is complete."""
+
+    max_bytes: int
+    """The most body bytes it wants; past that the response is not handed over at all."""
+
+    @abstractmethod
+    def wants(self, status: int, content_type: str) -> bool:
+        """Whether the response with these headers is worth keeping (else it is not)."""
+
+    @abstractmethod
+    def completed(self, response: CompletedResponse) -> None:
+        """The response ended normally (no backend failure, no disconnect). Must return at
+        once: slow work goes to the background."""
+
+
+class ResponseCapture:
+    """What a transport keeps of one backend response for the observers of its request: the
+    body as it passes, up to the largest `max_bytes` wanted. `feed` each chunk as it is
+    forwarded, `finish` when the body ended normally; an abandoned capture is just dropped."""
+
+    def __init__(
+        self, observers: Sequence[ResponseObserver], status: int, content_type: str
+    ) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.observers = [o for o in observers if o.wants(status, content_type)]
+        self.limit = max((o.max_bytes for o in self.observers), default=0)
+        self._body = bytearray()
+
+    @property
+    def active(self) -> bool:
+        """Some observer still wants the body (False once it outgrew every limit)."""
+        return bool(self.observers)
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.observers:
+            return
+        self._body += chunk
+        if len(self._body) > self.limit:
+            self.observers = []
+            self._body = bytearray()
+
+    def finish(self) -> None:
+        body = bytes(self._body)
+        response = CompletedResponse(self.status, self.content_type, body)
+        for observer in self.observers:
+            if len(body) <= observer.max_bytes:
+                observer.completed(response)
+        self.observers = []
 
 
 class Stage(ABC):
@@ -51,6 +141,9 @@ class Stage(ABC):
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources once, after the router has started (its embedder is running)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release them, at shutdown."""
 
     @abstractmethod
     async def apply(self, context: StageContext) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -87,7 +88,7 @@ def tool_name(tool: Mapping[str, Any]) -> str:
 
 def tool_digest(tool: Mapping[str, Any]) -> bytes:
     """Identifies a tool definition: a hash of its JSON with sorted keys."""
-    return hashlib.blake2b(orjson.dumps(tool, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+    return hashlib.sha256(orjson.dumps(tool, option=orjson.OPT_SORT_KEYS)).digest()
 
 
 def _parameters(spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -108,24 +109,40 @@ def name_words(name: str) -> str:
 
 def embedding_text(tool: Mapping[str, Any], max_chars: int) -> str:
     """What the encoder reads of a tool: its name as words, its description, the names of its
-    parameters."""
+    parameters (cut to max_chars; no more of the tool is read than that needs)."""
     spec = definition(tool)
-    description = spec.get("description")
-    parts = [name_words(tool_name(tool)) + ":", description if isinstance(description, str) else ""]
-    names = [name_words(name) for name, _ in _parameters(spec)]
-    if names:
-        parts.append("Parameters: " + ", ".join(names) + ".")
-    return " ".join(parts)[:max_chars]
+    description = _string(spec.get("description"))[:max_chars]
+    head = f"{name_words(tool_name(tool)[:max_chars])}: {description}"
+    names = _bounded((name_words(n[:max_chars]) for n, _ in _parameters(spec)), max_chars)
+    text = f"{head} Parameters: {', '.join(names)}." if names else head
+    return text[:max_chars]
 
 
 def lexical_text(tool: Mapping[str, Any], max_chars: int) -> str:
-    """What BM25 reads of a tool: its name, description, parameter names and descriptions."""
+    """What BM25 reads of a tool: its name, description, parameter names and descriptions (cut
+    to max_chars, read no further)."""
     spec = definition(tool)
-    description = spec.get("description")
-    parts = [tool_name(tool), description if isinstance(description, str) else ""]
-    for name, described in _parameters(spec):
-        parts.extend((name, described))
-    return " ".join(parts)[:max_chars]
+    parts = chain(
+        (tool_name(tool), _string(spec.get("description"))),
+        (f"{n} {d}" for n, d in _parameters(spec)),
+    )
+    return " ".join(_bounded(parts, max_chars))[:max_chars]
+
+
+def _string(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _bounded(parts: Iterable[str], max_chars: int) -> list[str]:
+    """The leading parts (each cut to max_chars) until they hold max_chars characters."""
+    taken: list[str] = []
+    size = 0
+    for part in parts:
+        if size >= max_chars:
+            break
+        taken.append(part[:max_chars])
+        size += len(taken[-1]) + 1
+    return taken
 
 
 def words(text: str) -> list[str]:
