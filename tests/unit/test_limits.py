@@ -345,17 +345,12 @@ async def test_route_ms_is_per_request_in_a_batch() -> None:
 # --- admission ---------------------------------------------------------------------------------
 
 
-async def test_admission_refuses_past_the_limit_and_after_shutdown_began() -> None:
+def test_admission_refuses_past_the_limit() -> None:
     admission = Admission(limit=1)
     admission.enter()
     with pytest.raises(RouterError) as caught:
         admission.enter()
     assert (caught.value.status, caught.value.code) == (503, "overloaded")
     assert caught.value.headers()["retry-after"] == "1"
-    drained = asyncio.create_task(admission.drain(1.0))
-    await asyncio.sleep(0.01)
-    with pytest.raises(RouterError) as caught:
-        admission.enter()
-    assert caught.value.code == "shutting_down"
     admission.leave()
-    assert await drained
+    admission.enter()  # room again

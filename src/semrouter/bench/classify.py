@@ -157,7 +157,11 @@ def measure_latency(
         encoded = embedder.encode_sync([text])
         for name, engine in engines.items():
             engine.embedder = Precomputed(embedder, encoded)
-            record(name, length, time_ms(partial(engine.evaluate_many_sync, [request]), runs))
+            record(
+                name,
+                length,
+                time_ms(partial(engine.evaluate_many_sync, [request.signal_input()]), runs),
+            )
         record("route:sync", length, time_ms(partial(router.route_many_sync, [request]), runs))
     for length, times in asyncio.run(_time_route_async(config, embedder, texts, runs)).items():
         latency.setdefault("route:async", {})[str(length)] = latency_summary(times)

@@ -241,10 +241,11 @@ def _semrouter_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "semrouter.cli.main", *args]
 
 
-def start_standin(running: Services) -> str:
+def start_standin(running: Services, *flags: str) -> str:
     port = free_port()
     process = running.spawn(
-        "standin", [sys.executable, "-m", "semrouter.bench.standin", "--port", str(port)]
+        "standin",
+        [sys.executable, "-m", "semrouter.bench.standin", "--port", str(port), *flags],
     )
     base = f"http://127.0.0.1:{port}"
     wait_until(

@@ -19,8 +19,8 @@ from aiohttp import web
 STREAM_WORDS = ("Hello", " from", " the", " stand-in", " backend", ".")
 
 
-def _completion(body: dict[str, Any], model: str) -> dict[str, Any]:
-    return {
+def _completion(body: dict[str, Any], model: str, echo: bool = True) -> dict[str, Any]:
+    completion: dict[str, Any] = {
         "id": "chatcmpl-standin",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -33,8 +33,10 @@ def _completion(body: dict[str, Any], model: str) -> dict[str, Any]:
             }
         ],
         "usage": {"prompt_tokens": 1, "completion_tokens": len(STREAM_WORDS), "total_tokens": 7},
-        "echo": body,
     }
+    if echo:
+        completion["echo"] = body
+    return completion
 
 
 def _chunk(model: str, delta: dict[str, str], finish: str | None = None) -> bytes:
@@ -54,9 +56,14 @@ class StandIn:
     their headers (lowercase names), for tests."""
 
     def __init__(
-        self, chunk_delay_s: float = 0.0, record: bool = False, reply_delay_s: float = 0.0
+        self,
+        chunk_delay_s: float = 0.0,
+        record: bool = False,
+        reply_delay_s: float = 0.0,
+        echo: bool = True,
     ) -> None:
         self.chunk_delay_s = chunk_delay_s
+        self.echo = echo
         self.reply_delay_s = reply_delay_s
         self.record = record
         self.requests: list[dict[str, Any]] = []
@@ -79,7 +86,8 @@ class StandIn:
             if self.reply_delay_s:
                 await asyncio.sleep(self.reply_delay_s)
             return web.Response(
-                body=orjson.dumps(_completion(body, model)), content_type="application/json"
+                body=orjson.dumps(_completion(body, model, self.echo)),
+                content_type="application/json",
             )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
@@ -113,9 +121,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--chunk-delay-ms", type=float, default=0.0)
     parser.add_argument("--reply-delay-ms", type=float, default=0.0, help="before a JSON answer")
+    parser.add_argument(
+        "--no-echo", action="store_true", help="leave the request out of JSON answers"
+    )
     args = parser.parse_args()
     web.run_app(
-        StandIn(args.chunk_delay_ms / 1000, reply_delay_s=args.reply_delay_ms / 1000).app,
+        StandIn(
+            args.chunk_delay_ms / 1000,
+            reply_delay_s=args.reply_delay_ms / 1000,
+            echo=not args.no_echo,
+        ).app,
         host=args.host,
         port=args.port,
         access_log=None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -57,7 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         loop="uvloop",
         http=bounded_protocol(config.router.limits),  # httptools, with header size and time bounds
-        timeout_graceful_shutdown=config.router.limits.shutdown_grace_s,
+        timeout_graceful_shutdown=math.ceil(config.router.limits.shutdown_grace_s),
     )
     return 0
 

@@ -812,7 +812,9 @@ class RouterConfig(_Strict):
         errors = []
         for name in names:
             model = self.model(name)
-            family = self.family(model) if model is not None else None
+            if model is None:
+                continue
+            family = self.family(model)
             if family is not None and family.type != "reasoning_effort":
                 errors.append(
                     f"{where}.reasoning_effort: model '{name}' (family "

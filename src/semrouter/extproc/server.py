@@ -334,13 +334,16 @@ class Exchange:
             self.capture = None
 
 
-class ExtProcServicer(external_processor_pb2_grpc.ExternalProcessorServicer):
+# The generated gRPC base class has no stubs (xds-protos ships none), so it is Any to mypy.
+class ExtProcServicer(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.backends = {m.name: BackendLayout.of(m) for m in pipeline.config.models}
 
     async def Process(
-        self, request_iterator: AsyncIterator[ProcessingRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[ProcessingRequest],
+        context: grpc.aio.ServicerContext[ProcessingRequest, ProcessingResponse],
     ) -> None:
         # read()/write() on the context: cheaper per message than async iterators in grpc.aio
         exchange = Exchange(self.pipeline, self.backends)

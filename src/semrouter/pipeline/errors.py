@@ -42,7 +42,6 @@ class ErrorKind(Enum):
     BACKEND_TIMEOUT = Kind(504, "api_error", "backend_timeout")
     NO_BACKEND = Kind(503, "api_error", "no_backend_available")
     EMBEDDING_UNAVAILABLE = Kind(503, "api_error", "embedding_unavailable")
-    SHUTTING_DOWN = Kind(503, "api_error", "shutting_down")
 
 
 class RouterError(Exception):
@@ -144,12 +143,6 @@ def internal_error() -> RouterError:
 
 def overloaded(message: str, retry_after_s: float) -> RouterError:
     return RouterError(ErrorKind.OVERLOADED, message, retry_after_s=retry_after_s)
-
-
-def shutting_down() -> RouterError:
-    return RouterError(
-        ErrorKind.SHUTTING_DOWN, "The router is shutting down; retry", retry_after_s=1
-    )
 
 
 def embedding_unavailable(detail: str, retry_after_s: float = 1.0) -> RouterError:

@@ -34,7 +34,6 @@ from semrouter.pipeline.errors import (
     forbidden,
     overloaded,
     quota_exceeded,
-    shutting_down,
     unauthorized,
 )
 from semrouter.pipeline.metrics import PipelineMetrics
@@ -67,26 +66,22 @@ class Prepared:
 
 
 class Admission:
-    """Counts the requests in flight. Past `limit`, or once shutdown began, a request is refused
-    at once (503 with Retry-After) instead of waiting in a queue without bound."""
+    """Counts the requests in flight. Past `limit` a request is refused at once (503 with
+    Retry-After) instead of waiting in a queue without bound. (On SIGTERM the servers stop
+    taking requests themselves: uvicorn closes its listener and idle connections, gRPC refuses
+    new streams.)"""
 
     def __init__(self, limit: int, gauge: Gauge | None = None) -> None:
         self.limit = limit
         self.in_flight = 0
         self._gauge = gauge
-        self.closing = False
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def enter(self) -> None:
-        if self.closing:
-            raise shutting_down()
         if self.in_flight >= self.limit:
             raise overloaded(
                 f"The router is serving {self.in_flight} requests, its limit", retry_after_s=1
             )
         self.in_flight += 1
-        self._idle.clear()
         if self._gauge is not None:
             self._gauge.inc()
 
@@ -94,18 +89,6 @@ class Admission:
         self.in_flight -= 1
         if self._gauge is not None:
             self._gauge.dec()
-        if self.in_flight == 0:
-            self._idle.set()
-
-    async def drain(self, timeout_s: float) -> bool:
-        """Refuse new requests; wait until those in flight are done. False if time ran out."""
-        self.closing = True
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
 
 
 class Pipeline:

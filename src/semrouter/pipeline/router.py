@@ -117,7 +117,7 @@ class Router:
         self._models = {m.name: m for m in config.models}
         self._by_upstream_id = {m.upstream_id: m for m in config.models}
         self._extra_reasoning_fields = family_fields(
-            config.family(m) for m in config.models if config.family(m) is not None
+            family for m in config.models if (family := config.family(m)) is not None
         )
         self.limits = config.router.limits
         self._deadline_s = self.limits.classify_deadline_ms / 1000

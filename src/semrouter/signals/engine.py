@@ -333,9 +333,9 @@ class SignalEngine:
                     report.fired.add(REASONING_SIGNAL)
         if self._example_matrix is not None:
             cosines = encoded.embeddings @ self._example_matrix
-            best = np.maximum.reduceat(cosines, self._example_offsets, axis=1)
-            fired = best >= self._similarity_thresholds
-            for report, scores, hits in zip(reports, best, fired, strict=True):
+            best_scores = np.maximum.reduceat(cosines, self._example_offsets, axis=1)
+            fired = best_scores >= self._similarity_thresholds
+            for report, scores, hits in zip(reports, best_scores, fired, strict=True):
                 for name, score, hit in zip(self._similarity_names, scores, hits, strict=True):
                     report.scores[name] = float(score)
                     if hit:
