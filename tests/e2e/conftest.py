@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tests.e2e.conftest import (
     REPO,
     start_envoy,

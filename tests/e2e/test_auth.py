@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 import yaml
+
+from semrouter.bench.standin import StandIn, start_standin
 from tests.e2e.client import call, chat
 from tests.e2e.conftest import start_envoy, start_extproc, start_semrouter
 from tests.servers import free_port
-
-from semrouter.bench.standin import StandIn, start_standin
 
 pytestmark = pytest.mark.e2e
 

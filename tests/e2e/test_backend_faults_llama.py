@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.conftest import minimal_config
 from tests.e2e.client import call, chat
 from tests.e2e.conftest import start_llama, start_semrouter

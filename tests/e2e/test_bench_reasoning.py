@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.conftest import start_semrouter
-from tests.servers import free_port
 
 from semrouter.cli.bench import add_bench_parsers
+from tests.e2e.conftest import start_semrouter
+from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
 

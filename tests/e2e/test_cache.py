@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from semrouter.bench.standin import STREAM_WORDS, StandIn, start_standin
 from tests.e2e.client import call
 from tests.e2e.conftest import BIN, start_envoy, start_extproc, start_semrouter
 from tests.faulty_backend import FaultyBackend
 from tests.redis_server import RedisServer, redis_binary
 from tests.servers import free_port
-
-from semrouter.bench.standin import STREAM_WORDS, StandIn, start_standin
 
 pytestmark = [
     pytest.mark.e2e,

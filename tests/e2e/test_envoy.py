@@ -26,6 +26,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
     HeadersResponse,
     ProcessingResponse,
 )
+
 from tests.e2e.client import call, chat
 from tests.e2e.conftest import Tap, start_envoy, start_extproc
 from tests.servers import free_port

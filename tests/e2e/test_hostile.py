@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.hardening import Target, start_standin, start_target, write_config
 
 from semrouter.bench.common import process_memory_mb
 from semrouter.bench.hostile import CATALOGUE, Answer, Hostile, exchange, normal_wire
+from tests.e2e.hardening import Target, start_standin, start_target, write_config
 
 pytestmark = pytest.mark.e2e
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.e2e.conftest import wait_grpc_health, wait_http
 from tests.e2e.shipping import (
     MATH,

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from tests.e2e.client import call, chat
 from tests.e2e.conftest import Tap, start_semrouter
 from tests.servers import free_port

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.hardening import Target, start_standin, start_target, write_config
 
 from semrouter.bench.common import make_prompt
 from semrouter.bench.hostile import Answer, chat_body, exchange, normal_wire, post
+from tests.e2e.hardening import Target, start_standin, start_target, write_config
 
 pytestmark = pytest.mark.e2e
 

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from semrouter.embed.model_cache import INSTALL_SOURCE
 from tests.e2e.conftest import wait_http
 from tests.e2e.shipping import (
     MATH,
@@ -29,8 +31,6 @@ from tests.e2e.shipping import (
     standin,
 )
 from tests.servers import free_port
-
-from semrouter.embed.model_cache import INSTALL_SOURCE
 
 pytestmark = pytest.mark.e2e
 

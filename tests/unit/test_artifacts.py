@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.conftest import minimal_config
 
 from semrouter.cli.main import main
 from semrouter.config import ConfigError, load_config, parse_config
 from semrouter.decide.selector import load_selector
 from semrouter.pipeline.artifacts import check_artifacts
 from semrouter.pipeline.router import Router
+from tests.conftest import minimal_config
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_POOL = [

@@ -15,9 +15,6 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from tests.conftest import minimal_config
-from tests.servers import serving
-from tests.unit.test_extproc import drive, mutations, request_body, request_headers
 
 from semrouter.auth import AdminGate, KeyStore, Quotas, TokenBucket, backend_credentials
 from semrouter.auth.keys import is_loopback, presented_key
@@ -31,6 +28,9 @@ from semrouter.pipeline.flow import Pipeline, estimated_tokens
 from semrouter.pipeline.router import Router
 from semrouter.proxy.app import ProxyApp
 from semrouter.proxy.upstream import Upstreams
+from tests.conftest import minimal_config
+from tests.servers import serving
+from tests.unit.test_extproc import drive, mutations, request_body, request_headers
 
 WEB_KEY = "sk-web-0123456789abcdef0123456789abcdef"
 GATEWAY_KEY = "sk-gw-fedcba9876543210fedcba9876543210"
@@ -661,9 +661,8 @@ def test_envoy_config_refuses_to_fail_open_with_auth(
 async def test_extproc_metrics_port_passes_the_same_admin_check(
     env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.servers import free_port
-
     from semrouter.extproc.metrics import serve_metrics
+    from tests.servers import free_port
 
     monkeypatch.setenv("SEMROUTER_ADMIN_KEY", ADMIN_KEY)
     served = pipeline(auth_config())

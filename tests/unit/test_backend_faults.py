@@ -14,13 +14,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tests.conftest import minimal_config
-from tests.faulty_backend import FaultyBackend
-from tests.servers import free_port, serving
 
 from semrouter.config import parse_config
 from semrouter.pipeline.router import Router
 from semrouter.proxy.app import ProxyApp
+from tests.conftest import minimal_config
+from tests.faulty_backend import FaultyBackend
+from tests.servers import free_port, serving
 
 LIMITS = {"max_response_bytes": 64 * 1024, "max_sse_event_bytes": 16 * 1024}
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import minimal_config
 
 from semrouter.bench import overhead, reasoning
 from semrouter.bench.classify import enabled_kinds, only
@@ -17,6 +16,7 @@ from semrouter.bench.reasoning import ResultStore, chat_url, extract_choice, loa
 from semrouter.bench.wrk import WrkError, parse_wrk_output, wrk_command
 from semrouter.cli.bench import add_bench_parsers
 from semrouter.config import parse_config
+from tests.conftest import minimal_config
 
 WRK_REPORT = """\
 Running 5s test @ http://127.0.0.1:8080/v1/chat/completions

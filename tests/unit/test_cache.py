@@ -21,18 +21,6 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
     HttpHeaders,
     ProcessingRequest,
 )
-from tests.conftest import minimal_config
-from tests.faulty_backend import FaultyBackend
-from tests.redis_server import RedisServer, redis_binary
-from tests.servers import serving
-from tests.unit.test_extproc import (
-    drive,
-    header_map,
-    mutations,
-    request_body,
-    request_headers,
-    response_headers,
-)
 
 from semrouter.bench.cache import PAIRS, at, load_pairs, safe_threshold, sweep
 from semrouter.bench.standin import STREAM_WORDS, StandIn, start_standin
@@ -49,6 +37,18 @@ from semrouter.pipeline.flow import Pipeline
 from semrouter.pipeline.router import Router
 from semrouter.proxy.app import ProxyApp
 from semrouter.stages import CompletedResponse, ResponseCapture
+from tests.conftest import minimal_config
+from tests.faulty_backend import FaultyBackend
+from tests.redis_server import RedisServer, redis_binary
+from tests.servers import serving
+from tests.unit.test_extproc import (
+    drive,
+    header_map,
+    mutations,
+    request_body,
+    request_headers,
+    response_headers,
+)
 
 DIM = 64
 

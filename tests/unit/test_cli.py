@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.conftest import minimal_config
 
 from semrouter.cli.main import main
+from tests.conftest import minimal_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.conftest import minimal_config
 
 from semrouter.config import ConfigError, load_config, parse_config
+from tests.conftest import minimal_config
 
 REPO = Path(__file__).resolve().parents[2]
 

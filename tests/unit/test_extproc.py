@@ -29,8 +29,6 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
     ProcessingResponse,
     ProtocolConfiguration,
 )
-from tests.conftest import minimal_config
-from tests.servers import serving
 
 from semrouter.cli.main import main
 from semrouter.config import RouterConfig, parse_config
@@ -41,6 +39,8 @@ from semrouter.extproc.server import PASS_THROUGH, ExtProcServicer, start
 from semrouter.pipeline.flow import Pipeline
 from semrouter.pipeline.router import Router
 from semrouter.proxy.app import ProxyApp
+from tests.conftest import minimal_config
+from tests.servers import serving
 
 LIMIT = 20_000
 CHAT = "/v1/chat/completions"

@@ -13,8 +13,6 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
-from tests.conftest import minimal_config
-from tests.servers import serving
 
 from semrouter.bench.hostile import CATALOGUE, Hostile, Wire, exchange, normal_wire, request_head
 from semrouter.bench.standin import StandIn, start_standin
@@ -24,6 +22,8 @@ from semrouter.pipeline.request import parse_chat_request
 from semrouter.pipeline.router import Router
 from semrouter.proxy.app import ProxyApp
 from semrouter.proxy.http11 import bounded_protocol
+from tests.conftest import minimal_config
+from tests.servers import serving
 
 TIMEOUT_S = 0.2
 

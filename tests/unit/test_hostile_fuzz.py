@@ -20,12 +20,12 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import minimal_config
 
 from semrouter.config import default_config_path, load_config, parse_config
 from semrouter.pipeline.errors import RouterError
 from semrouter.pipeline.flow import Pipeline
 from semrouter.pipeline.router import Router
+from tests.conftest import minimal_config
 
 ROLES = ["system", "developer", "user", "assistant", "tool", "function"]
 PART_TYPES = ["text", "image_url", "input_audio", "file", "refusal", ""]

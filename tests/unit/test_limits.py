@@ -13,8 +13,6 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from tests.conftest import minimal_config
-from tests.servers import serving
 
 from semrouter.config import parse_config
 from semrouter.config.schema import LimitsConfig, RouterConfig
@@ -27,6 +25,8 @@ from semrouter.pipeline.flow import Admission
 from semrouter.pipeline.request import chat_request_from_body, parse_chat_request, window
 from semrouter.pipeline.router import Router
 from semrouter.proxy.app import ProxyApp
+from tests.conftest import minimal_config
+from tests.servers import serving
 
 
 def raw(body: Any) -> bytes:

@@ -9,13 +9,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tests.conftest import minimal_config
-from tests.servers import free_port, serving
 
 from semrouter.bench.standin import StandIn, start_standin
 from semrouter.config import parse_config
 from semrouter.pipeline.router import Router
 from semrouter.proxy.app import ProxyApp
+from tests.conftest import minimal_config
+from tests.servers import free_port, serving
 
 
 def config_for(backend: str, **overrides: Any) -> Any:

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import minimal_config
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from semrouter.config import parse_config
 from semrouter.pipeline.errors import RouterError
 from semrouter.pipeline.request import chat_request_from_body
 from semrouter.pipeline.router import Router
+from tests.conftest import minimal_config
 
 
 def router(**decision: Any) -> Router:
@@ -188,9 +188,8 @@ def test_pool_config_sends_everything_to_the_cheapest_model_when_cost_dominates(
 
 
 def test_heads_narrower_or_wider_than_the_embedder_are_refused_when_the_router_is_built() -> None:
-    from tests.unit.test_limits import ScriptedEmbedder
-
     from semrouter.config import ConfigError
+    from tests.unit.test_limits import ScriptedEmbedder
 
     data = minimal_config()
     data["signals"]["domain"] = {"enabled": True}

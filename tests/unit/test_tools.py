@@ -13,8 +13,6 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from tests.conftest import minimal_config
-from tests.servers import serving
 
 from semrouter.bench.standin import StandIn, start_standin
 from semrouter.config import ConfigError, RouterConfig, load_config, parse_config
@@ -29,6 +27,8 @@ from semrouter.signals.engine import SignalInput
 from semrouter.tools import Keeping, ToolScorer, kept_indices
 from semrouter.tools.cache import LRU
 from semrouter.tools.text import embedding_text, lexical_text, name_words, tool_digest, words
+from tests.conftest import minimal_config
+from tests.servers import serving
 
 DIM = 64
 
@@ -459,6 +459,7 @@ async def test_the_backend_gets_only_the_kept_tools_and_the_turns_intact(
 
 
 async def test_ext_proc_forwards_the_kept_tools_and_reports_them() -> None:
+    from semrouter.extproc.server import ExtProcServicer
     from tests.unit.test_extproc import (
         drive,
         mutations,
@@ -466,8 +467,6 @@ async def test_ext_proc_forwards_the_kept_tools_and_reports_them() -> None:
         request_headers,
         response_headers,
     )
-
-    from semrouter.extproc.server import ExtProcServicer
 
     servicer = ExtProcServicer(Pipeline(Router(tools_config())))
     raw = chat("translate this text to German", CATALOG)
