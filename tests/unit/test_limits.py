@@ -22,7 +22,12 @@ from semrouter.embed.spelling import SpellingNormaliser
 from semrouter.extproc.server import ExtProcServicer
 from semrouter.pipeline.errors import RouterError
 from semrouter.pipeline.flow import Admission
-from semrouter.pipeline.request import chat_request_from_body, parse_chat_request, window
+from semrouter.pipeline.request import (
+    chat_request_from_body,
+    containers_opened,
+    parse_chat_request,
+    window,
+)
 from semrouter.pipeline.router import Router
 from semrouter.proxy.app import ProxyApp
 from tests.conftest import minimal_config
@@ -169,6 +174,19 @@ def test_a_body_that_orjson_could_parse_but_not_write_back_is_refused() -> None:
 def test_many_shallow_containers_pass() -> None:
     many = [{"k": [1]} for _ in range(5000)]
     parse_chat_request(raw(chat("x", metadata=many)), 10_000_000, LimitsConfig())
+
+
+def test_container_count_is_exact_on_both_paths() -> None:
+    """Small bodies are counted with bytes.count, large ones with numpy: the same answer,
+    brackets inside strings included (they only make the count an upper bound)."""
+    for body in (raw(chat("x [y] {z}", metadata=nested(3))), raw(chat("{[" * 50_000))):
+        assert containers_opened(body) == body.count(b"{") + body.count(b"[")
+
+
+def test_many_messages_in_a_large_body_are_refused_before_parsing() -> None:
+    body = raw({"model": "auto", "messages": [{"role": "user", "content": "x"}] * 3000})
+    error = refusal(body, LimitsConfig(max_messages=2048))
+    assert error.code == "too_many_messages"
 
 
 # --- spelling ----------------------------------------------------------------------------------

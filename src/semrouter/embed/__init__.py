@@ -51,4 +51,5 @@ def create_embedder(
         max_word_chars=max_word_chars,
         max_queue=max_queue,
         max_batch_tokens=settings.max_batch_tokens,
+        short_lane_chars=settings.short_lane_chars,
     )

@@ -35,6 +35,14 @@ class EmbeddingSettings(BaseModel):
         description="most padded tokens per inference call (local): bounds the memory "
         "onnxruntime keeps after a burst of long prompts",
     )
+    short_lane_chars: int = Field(
+        512,
+        ge=0,
+        le=65_536,
+        description="calls whose texts hold at most this many characters in all run on a "
+        "second encoder thread (local), so a short prompt never waits behind a long prompt's "
+        "or a tool catalog's inference; 0: one thread for all",
+    )
     batch_wait_ms: float = Field(
         2.0, ge=0, le=1000, description="longest a queued request waits for a batch to fill"
     )
