@@ -27,9 +27,10 @@ if ! .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then
   CMAKE_ARGS="-DGGML_NATIVE=OFF" "${PIP[@]}" install 'llama-cpp-python[server]==0.3.36'
 fi
 # The container-image test (tests/e2e/test_image.py) makes a Debian base with debootstrap and
-# builds the image on it with buildah: Debian packages, installed when missing.
+# builds the image on it with buildah; the bench harness's tests drive wrk: Debian packages,
+# installed when missing.
 missing=()
-for tool in buildah debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in buildah debootstrap wrk; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   "${sudo[@]}" apt-get update -qq

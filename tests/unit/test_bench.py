@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from semrouter.bench import overhead, reasoning
 from semrouter.bench.classify import enabled_kinds, only
-from semrouter.bench.common import make_prompt
+from semrouter.bench.common import BenchError, make_prompt
 from semrouter.bench.reasoning import ResultStore, chat_url, extract_choice, load_dataset
-from semrouter.bench.wrk import WrkError, parse_wrk_output, wrk_command
+from semrouter.bench.wrk import (
+    UNIQUE_MARKER,
+    WrkError,
+    parse_wrk_output,
+    run_wrk,
+    write_post_script,
+    wrk_command,
+)
 from semrouter.cli.bench import add_bench_parsers
 from semrouter.config import parse_config
 from tests.conftest import minimal_config
+from tests.servers import serving
 
 WRK_REPORT = """\
 Running 5s test @ http://127.0.0.1:8080/v1/chat/completions
@@ -354,6 +367,52 @@ def test_overhead_ext_proc_gap_is_paired_by_round() -> None:
         overhead.summarise(without_envoy, ["direct", "semrouter"], [short])[0]["extproc_gap_ms"]
         is None
     )
+
+
+def test_overhead_variant_arms_state_their_stage_cost_per_round() -> None:
+    variant = overhead.Variant.parse("cache:SEMROUTER_CACHE=memory,X=1")
+    assert (variant.name, variant.env) == ("cache", {"SEMROUTER_CACHE": "memory", "X": "1"})
+    assert variant.arm("semrouter") == "semrouter[cache]"
+    for bad in ("cache", "cache:", "cache:=1", "ca che:A=1", ":A=1"):
+        with pytest.raises(BenchError, match="--variant"):
+            overhead.Variant.parse(bad)
+    short = overhead.Scenario("short", False, 1)
+    p50s = {  # round -> arm -> p50
+        0: {"direct": 1.0, "semrouter": 7.0, "semrouter[cache]": 7.5},  # cost 0.5
+        1: {"direct": 1.0, "semrouter": 9.0, "semrouter[cache]": 8.8},  # cost -0.2
+        2: {"direct": 1.0, "semrouter": 7.0, "semrouter[cache]": 8.0},  # cost 1.0
+        3: {"direct": 1.0, "semrouter[cache]": 30.0},  # no plain run: unpaired
+    }
+    runs = [
+        _wrk_run(r, arm, short.key, value, value, 100)
+        for r, arms in p50s.items()
+        for arm, value in arms.items()
+    ]
+    table = overhead.summarise(runs, ["direct", "semrouter", "semrouter[cache]"], [short])
+    assert table[0]["stage_cost_ms"] == {"semrouter[cache]": 0.5}
+    result = {"scenarios": table, "checks": [], "arms": {}}
+    assert "| short/json/c1 | semrouter[cache] | 0.50 |" in overhead.render_markdown(result)
+
+
+async def test_unique_post_script_makes_every_body_differ(tmp_path: Path) -> None:
+    """wrk itself, against a server that records the bodies it gets."""
+    seen: list[bytes] = []
+
+    async def record(request: Request) -> Response:
+        seen.append(await request.body())
+        return Response(b"{}", media_type="application/json")
+
+    app = Starlette(routes=[Route("/v1/chat/completions", record, methods=["POST"])])
+    body = tmp_path / "body.json"
+    body.write_text(f'{{"messages": [{{"content": "Request {UNIQUE_MARKER}. Hi"}}]}}')
+    async with serving(app) as base:
+        result = await asyncio.to_thread(
+            run_wrk, f"{base}/v1/chat/completions", write_post_script(tmp_path, True), body, 2, 1
+        )
+    assert result.requests > 10
+    assert len(set(seen)) == len(seen)
+    assert all(b.startswith(b'{"messages": [{"content": "Request ') for b in seen)
+    assert UNIQUE_MARKER.encode() not in b"".join(seen)
 
 
 def test_overhead_envoy_and_litellm_configs_point_at_the_backend() -> None:

@@ -246,6 +246,11 @@ def synthetic(count: int, dim: int, seed: int) -> np.ndarray:
     return vectors
 
 
+OVERFILL_MAX_ENTRIES = 10_000
+"""Memory runs up to this size also store as many entries again, past the cap, a few times."""
+OVERFILL_ROUNDS = 3
+
+
 def rss_mb() -> float:
     with open("/proc/self/status", encoding="utf-8") as handle:
         for line in handle:
@@ -299,8 +304,29 @@ async def memory_latency(
         "answer_bytes": ANSWER_BYTES,
         "lookup": await time_lookups(backend, probes, scopes, candidates, 0.8),
     }
+    if size <= OVERFILL_MAX_ENTRIES:
+        result["overfilled"] = await _overfill(backend, size, dim, scopes, before)
     del backend
     return result
+
+
+async def _overfill(
+    backend: MemoryBackend, size: int, dim: int, scopes: int, rss_before: float
+) -> dict[str, Any]:
+    """Store as many entries again, OVERFILL_ROUNDS times, past max_entries: the LRU evicts and
+    RSS levels off (measured after each round, its vectors freed)."""
+    growth = [round(rss_mb() - rss_before, 1)]
+    for round_ in range(1, OVERFILL_ROUNDS + 1):
+        vectors = synthetic(size, dim, seed=size + round_)
+        for i, vector in enumerate(vectors):
+            backend.store_sync(entry_for(round_ * size + i, scopes), vector)
+        del vectors
+        growth.append(round(rss_mb() - rss_before, 1))
+    return {
+        "stored": (OVERFILL_ROUNDS + 1) * size,
+        "entries": await backend.size(),
+        "rss_growth_mb_per_round": growth,
+    }
 
 
 def redis_binary() -> str:
@@ -436,6 +462,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"| memory | {run['entries']:,} | {run['lookup']['p50_ms']} ms | "
             f"{run['lookup']['p99_ms']} ms | {run['bytes_per_entry']:,} B (RSS) |"
         )
+    for run in results["memory"]:
+        if "overfilled" in run:
+            over = run["overfilled"]
+            lines.append(
+                f"\nmemory, max_entries {run['entries']:,}: {over['stored']:,} stored, "
+                f"{over['entries']:,} kept; RSS growth (MB) at the cap, then after each "
+                f"{run['entries']:,} more: {', '.join(map(str, over['rss_growth_mb_per_round']))}"
+            )
     for run in results["redis"]:
         lines.append(
             f"| redis | {run['entries']:,} | {run['lookup']['p50_ms']} ms | "

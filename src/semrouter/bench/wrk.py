@@ -27,6 +27,35 @@ function init(args)
 end
 """
 
+# The same, but each request's body is made unique: UNIQUE_MARKER in the file is replaced by
+# the thread's number and a per-thread counter (so no cache can answer it from an earlier one).
+UNIQUE_MARKER = "__UNIQUE__"
+UNIQUE_POST_SCRIPT = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+
+local head, tail
+local counter = 0
+function init(args)
+  local file = assert(io.open(args[1], "rb"))
+  local body = file:read("*a")
+  file:close()
+  local at = assert(string.find(body, "__UNIQUE__", 1, true), "no __UNIQUE__ in the body")
+  head, tail = string.sub(body, 1, at - 1), string.sub(body, at + 10)
+end
+
+function request()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, head .. tid .. "-" .. counter .. tail)
+end
+"""
+
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 _TIME = r"([\d.]+)(us|ms|s|m|h)"
 
@@ -166,8 +195,9 @@ def run_wrk(
     return parse_wrk_output(done.stdout)
 
 
-def write_post_script(folder: Path) -> Path:
+def write_post_script(folder: Path, unique: bool = False) -> Path:
+    """The POST script in folder; `unique`: the one that makes every request's body unique."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "post.lua"
-    path.write_text(POST_SCRIPT, encoding="utf-8")
+    path = folder / ("post-unique.lua" if unique else "post.lua")
+    path.write_text(UNIQUE_POST_SCRIPT if unique else POST_SCRIPT, encoding="utf-8")
     return path

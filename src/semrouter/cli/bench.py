@@ -58,6 +58,18 @@ def _add_overhead(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "--litellm-bin", default=None, help="LiteLLM CLI (default: bench venv, PATH)"
     )
     parser.add_argument("--envoy-bin", default=None, help="envoy binary (default: venv, PATH)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME:ENV=VALUE,...",
+        help="the semrouter and envoy-extproc arms again with this environment (a stage on); "
+        "repeatable",
+    )
+    parser.add_argument(
+        "--unique-prompts",
+        action="store_true",
+        help="every request's prompt differs (a response cache always misses)",
+    )
     parser.add_argument("--workdir", default=".cache/bench/overhead", help="logs and bodies")
     parser.add_argument("--output", default="out/bench/overhead.json")
     parser.add_argument("--plot", default=None, help="PNG (default: output with .png)")
