@@ -347,9 +347,15 @@ async def test_local_embedder_async_path(embedder: LocalEmbedder) -> None:
         await embedder.close()
 
 
-async def test_short_call_is_not_queued_behind_a_long_one(cache_dir: Path) -> None:
-    """A short prompt goes to its own lane: it is answered while a long batch still runs."""
-    embedder = LocalEmbedder(cache_dir=cache_dir, threads=1, short_lane_chars=200)
+@pytest.mark.parametrize(
+    ("short_lane_chars", "order"), [(200, ["short", "long"]), (0, ["long", "short"])]
+)
+async def test_short_call_is_not_queued_behind_a_long_one(
+    cache_dir: Path, short_lane_chars: int, order: list[str]
+) -> None:
+    """A short prompt goes to its own lane: it is answered while a long batch still runs
+    (with the lane off, it waits for that batch)."""
+    embedder = LocalEmbedder(cache_dir=cache_dir, threads=1, short_lane_chars=short_lane_chars)
     await embedder.start()
     try:
         finished: list[str] = []
@@ -363,26 +369,7 @@ async def test_short_call_is_not_queued_behind_a_long_one(cache_dir: Path) -> No
         await asyncio.sleep(0.005)  # the long batch has started
         await encode("short", ["what is the capital of France?"])
         await long
-        assert finished == ["short", "long"]
-    finally:
-        await embedder.close()
-
-
-async def test_one_lane_when_the_short_lane_is_off(cache_dir: Path) -> None:
-    embedder = LocalEmbedder(cache_dir=cache_dir, threads=1, short_lane_chars=0)
-    await embedder.start()
-    try:
-        finished: list[str] = []
-
-        async def encode(name: str, texts: list[str]) -> None:
-            await embedder.encode(texts)
-            finished.append(name)
-
-        long = asyncio.create_task(encode("long", ["physics " * 200] * 32))
-        await asyncio.sleep(0.005)
-        await encode("short", ["what is the capital of France?"])
-        await long
-        assert finished == ["long", "short"]
+        assert finished == order
     finally:
         await embedder.close()
 
