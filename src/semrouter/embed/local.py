@@ -101,6 +101,9 @@ class LocalEmbedder(Embedder):
         # Idle pool threads sleep instead of spinning: on a small box they would otherwise
         # take CPU from the event loop and the other workers between inference calls.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # No arena: it keeps the largest activations it ever held, and with two lanes running at
+        # once it grew in steps over a 30-minute soak (+10.7% RSS); same speed without it.
+        opts.enable_cpu_mem_arena = False
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         shapes = {o.name: o.shape for o in self._session.get_outputs()}
         self.dim = int(shapes["embedding"][1])
