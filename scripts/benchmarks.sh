@@ -24,6 +24,8 @@ scripts/install_wrk.sh
 # The Berkeley Function-Calling Leaderboard's data (bench tools) is in this wheel; its pins would
 # downgrade numpy and the bench reads only its data files, so no dependencies.
 .venv/bin/python -m pip --disable-pip-version-check -q install --no-deps 'bfcl-eval==2026.3.23'
+# The jailbreak guard's baseline (bench guards): TF-IDF + logistic regression, pinned.
+.venv/bin/python -m pip --disable-pip-version-check -q install 'prompt-guardrail==1.0.1'
 LITELLM_VENV=.cache/bench/litellm-venv
 if [ ! -x "$LITELLM_VENV/bin/litellm" ]; then
   "$PYTHON" -m venv "$LITELLM_VENV"
@@ -34,6 +36,8 @@ fi
 .venv/bin/semrouter bench classify --output "$OUT/classify.json" | tee "$OUT/classify.md"
 .venv/bin/semrouter bench tools --output "$OUT/tools.json" | tee "$OUT/tools.txt"
 .venv/bin/semrouter bench cache --output "$OUT/cache.json" | tee "$OUT/cache.md"
+.venv/bin/semrouter bench guards --output "$OUT/guards.json"
+.venv/bin/semrouter bench conversations --output "$OUT/conversations.json"
 
 if [ -z "${BENCH_REASONING_ENDPOINT:-}" ]; then
   echo "reasoning bench skipped: set BENCH_REASONING_ENDPOINT, _MODEL and _FAMILY" >&2

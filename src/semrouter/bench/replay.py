@@ -31,6 +31,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from semrouter.config.schema import BudgetConfig
+from semrouter.decide.budget import CostBudget
 from semrouter.decide.selector import LearnedSelector, pick, request_cost
 from semrouter.train.data import DEFAULT_MMLU_DIR
 from semrouter.train.splits import is_validation
@@ -490,6 +492,7 @@ class ScenarioReport:
     best: Point
     curves: dict[str, list[Point]] = field(default_factory=dict)
     metrics: dict[str, CurveMetrics] = field(default_factory=dict)
+    budgets: list[BudgetRun] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (points as dicts)."""
@@ -515,7 +518,82 @@ class ScenarioReport:
                 "  envelope: "
                 + ", ".join(f"{a:.3f}@{c:.0f}" for c, a in zip(costs, accuracies, strict=True))
             )
+        for run in self.budgets:
+            out.append(
+                f"budget {run.budget:.0f}: mean cost {run.cost:.0f} ({run.cost_error:+.1%}), "
+                f"accuracy {run.accuracy:.4f}; fixed weights' envelope at that cost "
+                f"{run.envelope:.4f} ({run.accuracy - run.envelope:+.4f}); seeds' cost error "
+                f"{run.cost_error_min:+.1%}..{run.cost_error_max:+.1%}"
+                + ("" if run.binds else "; the budget does not bind (above the w=0 cost)")
+            )
         return out
+
+
+@dataclass(frozen=True)
+class BudgetRun:
+    """The budget mode (semrouter.decide.budget) replayed at one budget: the mean over seeds
+    (question orders) of accuracy and realised mean cost, and the envelope of the selector's
+    fixed cost weights at that cost on the same questions."""
+
+    budget: float
+    accuracy: float
+    cost: float
+    cost_error: float
+    cost_error_min: float
+    cost_error_max: float
+    envelope: float
+    binds: bool
+
+
+def budget_runs(
+    table: OutcomeTable,
+    router: ScoringRouter,
+    budgets: Sequence[float],
+    fixed: Sequence[Point],
+    seeds: int = 5,
+    config: BudgetConfig | None = None,
+) -> list[BudgetRun]:
+    """Each budget as the router runs it: the questions arrive in a random order (per seed),
+    each is routed at the weight the budget plans, and its recorded cost is fed back."""
+    p, expected = router.score(table.questions, table.prompt_chars)
+    cost = table.cost
+    most = fixed[0].cost if fixed else float("inf")  # cost_weight 0: the dearest setting
+    runs = []
+    for budget in budgets:
+        settings = (config or BudgetConfig(mean_cost_per_request=budget)).model_copy(
+            update={"mean_cost_per_request": budget, "tokens_per_minute": None}
+        )
+        accuracies, costs = [], []
+        for seed in range(seeds):
+            planner = CostBudget(settings, router.cost_scale, initial_weight=1.0)
+            right = spent = 0.0
+            for i in np.random.default_rng(seed).permutation(len(table)):
+                j = planner.choose(p[i], expected[i])
+                planner.realised(float(cost[i, j]))
+                right += table.correct[i, j]
+                spent += cost[i, j]
+            accuracies.append(right / len(table))
+            costs.append(spent / len(table))
+        mean_cost = float(np.mean(costs))
+        runs.append(
+            BudgetRun(
+                budget=float(budget),
+                accuracy=float(np.mean(accuracies)),
+                cost=mean_cost,
+                cost_error=mean_cost / budget - 1,
+                cost_error_min=min(costs) / budget - 1,
+                cost_error_max=max(costs) / budget - 1,
+                envelope=float(envelope_accuracy(list(fixed), np.array([mean_cost]))[0]),
+                binds=budget < most,
+            )
+        )
+    return runs
+
+
+def default_budgets(singles: Sequence[Point], count: int = 5) -> list[float]:
+    """`count` budgets evenly inside (cheapest, dearest) single model's mean cost."""
+    low, high = min(p.cost for p in singles), max(p.cost for p in singles)
+    return [float(b) for b in np.linspace(low, high, count + 2)[1:-1]]
 
 
 def replay(
@@ -527,6 +605,7 @@ def replay(
     *,
     split: Split = "validation",
     cost_weights: Sequence[float] = DEFAULT_COST_WEIGHTS,
+    budgets: Sequence[float] | Literal["auto"] = (),
 ) -> ScenarioReport:
     """Replays one pool on the ``split`` questions that every pool model has a record for.
 
@@ -556,8 +635,12 @@ def replay(
             curves[f"privileged_{privilege}"] = privileged_points(
                 train, test, train_others, test_others, privilege, cost_weights
             )
+    runs: list[BudgetRun] = []
     if router is not None:
         curves["selector"] = router_points(test, router, cost_weights)
+        if budgets:
+            wanted = default_budgets(singles) if budgets == "auto" else list(budgets)
+            runs = budget_runs(test, router, wanted, [*curves["selector"], cheapest])
     return ScenarioReport(
         pool=table.models,
         split=split,
@@ -569,6 +652,7 @@ def replay(
         best=best,
         curves=curves,
         metrics={name: curve_metrics(points, cheapest, best) for name, points in curves.items()},
+        budgets=runs,
     )
 
 
@@ -614,7 +698,9 @@ def run(args: Any) -> int:
         router = SelectorRouter(
             selector, lambda texts: encode_texts(embedder, list(texts)).features
         )
-        reports[pool] = replay(questions, outcomes, models, pool, router, split=args.split)
+        reports[pool] = replay(
+            questions, outcomes, models, pool, router, split=args.split, budgets=args.budget
+        )
         print(f"## {pool}")
         print("\n".join(reports[pool].lines()))
     out = Path(args.output)

@@ -7,13 +7,17 @@ query; its ground-truth functions are what must survive. The irrelevance categor
 applies) are used for the best-score signal only.
 
 Split: by a stable hash of the entry id, before anything was tuned: `tune` (what the scoring
-choices and `tools.lexical_weight` were chosen on) and `test` (what is reported).
+choices, `tools.lexical_weight` and the re-ranker were chosen and fitted on) and `test` (what is
+reported). `--fit-reranker PATH` fits the re-ranker (`semrouter.tools.rerank`) on the tune
+split's catalogs of 200 and 1,000 tools and writes it to PATH (the shipped one:
+src/semrouter/models/tool_reranker.npz).
 
 For each catalog size (default 10, 50, 200, 1,000) each entry's own functions are mixed with
 distractors drawn from the other entries' distinct functions (seeded, never one with the name of
 an own function) and shuffled. Methods, on the same catalogs:
 - semrouter: `ToolScorer` (the query embedding the router computes once, against cached tool
   embeddings, plus BM25) and the keeping rules of `semrouter.tools.keep` at top_k = k;
+- semrouter, first stage: the same without the re-ranker;
 - semrouter, lexical only: what a request gets before its new catalog is encoded (and a direct
   or fallback route);
 - embedding: plain MiniLM cosine of the query against `name: description`, top-k;
@@ -59,6 +63,7 @@ from semrouter.pipeline.request import ChatRequest
 from semrouter.signals.engine import SignalInput, SignalReport
 from semrouter.stages import StageContext
 from semrouter.tools import Keeping, ToolScorer, ToolStage, kept_indices
+from semrouter.tools.rerank import TreeEnsemble
 from semrouter.tools.text import tool_digest, tool_name
 
 BFCL_VERSION = "2026.3.23"
@@ -77,7 +82,19 @@ ANSWERED = (
 )
 IRRELEVANT = ("irrelevance", "live_irrelevance")
 KS = (1, 3, 5, 10)
-METHODS = ("semrouter", "semrouter_lexical", "embedding", "bm25")
+METHODS = ("semrouter", "semrouter_first_stage", "semrouter_lexical", "embedding", "bm25")
+RERANKER_SIZES = (200, 1000)
+RERANKER_CANDIDATES = 40
+"""Candidates per catalog the re-ranker is fitted on (it reorders `tools.rerank_candidates`)."""
+RERANKER_FIT = {
+    "max_iter": 100,
+    "max_depth": 3,
+    "learning_rate": 0.1,
+    "min_samples_leaf": 50,
+    "early_stopping": False,
+    "random_state": 0,
+}
+"""Chosen by two-fold cross-validation within the tune split (docs/benchmarks.md)."""
 LATENCY_SIZE = 200
 
 
@@ -221,6 +238,7 @@ def evaluate(
     sizes: Sequence[int],
     seed: int,
     scorer: ToolScorer,
+    first_stage: ToolScorer,
     tools_config: ToolsConfig,
     config: RouterConfig,
     queries: dict[str, np.ndarray],
@@ -244,6 +262,7 @@ def evaluate(
             rows = baselines.rows(tools)
             scores = {
                 "semrouter": scorer.score_sync(item, query),
+                "semrouter_first_stage": first_stage.score_sync(item, query),
                 "semrouter_lexical": scorer.score_sync(item, None),
                 "embedding": baselines.embedding(rows, query),
                 "bm25": bm25[rows],
@@ -271,6 +290,66 @@ def evaluate(
         }
     progress.close()
     return results
+
+
+def fit_reranker(
+    entries: Sequence[Entry],
+    pool: Sequence[dict[str, Any]],
+    seed: int,
+    scorer: ToolScorer,
+    tools_config: ToolsConfig,
+    config: RouterConfig,
+    queries: dict[str, np.ndarray],
+) -> TreeEnsemble:
+    """The re-ranker fitted on the entries' catalogs of RERANKER_SIZES tools: each candidate
+    is labelled by whether it is one of the entry's ground-truth functions."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rows, labels = [], []
+    progress = Progress(len(entries) * len(RERANKER_SIZES), "fit")
+    for size in RERANKER_SIZES:
+        for entry in entries:
+            tools = catalog(entry, pool, size, seed)
+            item = chat_request(entry, tools).signal_input(config.router.limits, tools_config)
+            scorer.score_sync(item, queries[entry.id])
+            candidates, features = scorer.candidates(item, queries[entry.id])
+            rows.append(features)
+            labels.append([tool_name(tools[i]) in entry.answers for i in candidates])
+            progress.update(note=f"catalog {size}")
+    progress.close()
+    model = HistGradientBoostingClassifier(**RERANKER_FIT)
+    model.fit(np.vstack(rows), np.concatenate(labels))
+    return exported(model, int(RERANKER_FIT["max_depth"]))
+
+
+def exported(model: Any, depth: int) -> TreeEnsemble:
+    """A fitted binary HistGradientBoostingClassifier as complete trees of `depth` (a leaf
+    above that depth is repeated below a node that always goes left)."""
+    inner = 2**depth - 1
+    trees = [tree for (tree,) in model._predictors]
+    feature = np.zeros((len(trees), inner), dtype=np.intp)
+    threshold = np.full((len(trees), inner), np.inf)
+    value = np.zeros((len(trees), inner + 1))
+
+    def fill(t: int, nodes: np.ndarray, node: int, at: int, level: int) -> None:
+        here = nodes[node]
+        if level == depth:
+            if not here["is_leaf"]:
+                raise BenchError(f"a tree is deeper than {depth}")
+            value[t, at - inner] = here["value"]
+            return
+        if here["is_leaf"]:
+            fill(t, nodes, node, 2 * at + 1, level + 1)
+            fill(t, nodes, node, 2 * at + 2, level + 1)
+            return
+        feature[t, at] = here["feature_idx"]
+        threshold[t, at] = here["num_threshold"]
+        fill(t, nodes, int(here["left"]), 2 * at + 1, level + 1)
+        fill(t, nodes, int(here["right"]), 2 * at + 2, level + 1)
+
+    for t, tree in enumerate(trees):
+        fill(t, tree.nodes, 0, 0, 0)
+    return TreeEnsemble(feature, threshold, value)
 
 
 def best_scores(
@@ -307,8 +386,9 @@ async def measure_latency(
     first_sights: int,
 ) -> dict[str, Any]:
     """Per request, of 200-tool catalogs: the tool path once the catalog is cached (scoring,
-    keeping, rewriting the body); the first sight of a new catalog, waiting for its encoding
-    and under encode_wait_ms. The query embedding is the router's, computed beforehand."""
+    keeping, rewriting the body), with and without the re-ranker (interleaved); the first
+    sight of a new catalog, waiting for its encoding and under encode_wait_ms. The query
+    embedding is the router's, computed beforehand."""
     await embedder.start()
     try:
         tools_config = config.tools
@@ -338,24 +418,31 @@ async def measure_latency(
             await fresh.score(item, query)
             first_bounded.append((time.perf_counter() - started) * 1000)
             await asyncio.gather(*fresh.pending())  # let its encoding finish before the next
-        stage = ToolStage(tools_config, waiting)
-        for _request, item, query in prepared:
-            await waiting.score(item, query)  # cache every catalog
-        cached = []
-        for i in range(runs):
+        plain = ToolScorer(waiting.config.model_copy(update={"rerank": False}), embedder, batch)
+        plain.tools = waiting.tools  # the same encoded tools
+        paths = {
+            "cached": (waiting, ToolStage(tools_config, waiting)),
+            "cached_first_stage": (plain, ToolStage(tools_config, plain)),
+        }
+        for _request, item, query in prepared:  # cache every catalog
+            await waiting.score(item, query)
+            await plain.score(item, query)
+        timings: dict[str, list[float]] = {name: [] for name in paths}
+        for i in range(runs):  # the two paths interleaved: the same load for both
             request, item, query = prepared[i % len(prepared)]
-            started = time.perf_counter()
-            report = SignalReport(tool_scores=await waiting.score(item, query))
-            context = StageContext(
-                request.messages, dict(request.body), "default", model, item, report
-            )
-            await stage.apply(context)
-            cached.append((time.perf_counter() - started) * 1000)
+            for name, (scorer, stage) in paths.items():
+                started = time.perf_counter()
+                report = SignalReport(tool_scores=await scorer.score(item, query))
+                context = StageContext(
+                    request.messages, dict(request.body), "default", model, item, report
+                )
+                await stage.apply(context)
+                timings[name].append((time.perf_counter() - started) * 1000)
     finally:
         await embedder.close()
     return {
         "catalog_size": LATENCY_SIZE,
-        "cached": latency_summary(cached),
+        **{name: latency_summary(values) for name, values in timings.items()},
         "first_sight_waiting": latency_summary(first_waiting),
         "first_sight_bounded": latency_summary(first_bounded),
         "encode_wait_ms": tools_config.encode_wait_ms,
@@ -417,6 +504,12 @@ def run(args: argparse.Namespace) -> int:
     tools_config = config.tools
     if args.lexical_weight is not None:
         tools_config = tools_config.model_copy(update={"lexical_weight": args.lexical_weight})
+    if args.fit_reranker:
+        if args.split != "tune":
+            raise BenchError("--fit-reranker fits on the tune split only: add --split tune")
+        tools_config = tools_config.model_copy(
+            update={"rerank": False, "rerank_candidates": RERANKER_CANDIDATES}
+        )
     sizes = [int(s) for s in args.sizes.split(",")]
     folder = bfcl_data(args.data)
     entries = load_entries(folder)
@@ -424,17 +517,25 @@ def run(args: argparse.Namespace) -> int:
     chosen = [e for e in entries if args.split == "all" or split_of(e.id) == args.split]
     answered = [e for e in chosen if e.answers][: args.limit]
     embedder = create_embedder(config.embedding)
-    scorer = ToolScorer(tools_config, embedder, config.embedding.batch_size)
+    batch = config.embedding.batch_size
+    scorer = ToolScorer(tools_config, embedder, batch)
+    first_stage = ToolScorer(tools_config.model_copy(update={"rerank": False}), embedder, batch)
     everything = SignalInput(text="", prompt_chars=0, tools=tuple(pool))
     started = time.perf_counter()
     scorer.score_sync(everything, np.zeros(embedder.dim, dtype=np.float32))  # encode every tool
     encode_s = time.perf_counter() - started
+    first_stage.tools = scorer.tools  # the same encoded tools
     texts = {
         e.id: chat_request(e, e.tools).signal_input(config.router.limits, tools_config).text
         for e in chosen
     }
     encoded = embedder.encode_sync(list(texts.values())).embeddings
     queries = dict(zip(texts, encoded, strict=True))
+    if args.fit_reranker:
+        fitted = fit_reranker(answered, pool, args.seed, scorer, tools_config, config, queries)
+        fitted.save(Path(args.fit_reranker))
+        print(f"fitted on {len(answered)} tune entries; wrote {args.fit_reranker}")
+        return 0
     baselines = Baselines(pool, embedder)
     token_counts = {tool_digest(t): embedder.count_tokens(orjson.dumps(t).decode()) for t in pool}
 
@@ -447,6 +548,7 @@ def run(args: argparse.Namespace) -> int:
         sizes,
         args.seed,
         scorer,
+        first_stage,
         tools_config,
         config,
         queries,

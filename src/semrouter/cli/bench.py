@@ -1,4 +1,5 @@
-"""`semrouter bench overhead|classify|reasoning|replay|tools|soak|cache`: the benchmark subcommands.
+"""`semrouter bench overhead|classify|reasoning|replay|tools|soak|cache|guards|conversations`:
+the benchmarks.
 
 Registered on the main parser by `add_bench_parsers(commands)`. Each bench module is imported
 only when its subcommand runs, so `semrouter --help` stays instant and no other command loads
@@ -138,6 +139,18 @@ def _add_reasoning(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.set_defaults(func=_runner("reasoning"))
 
 
+def _budgets(value: str) -> list[float] | str:
+    if value == "auto":
+        return value
+    try:
+        budgets = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not numbers or 'auto': {value}") from None
+    if not budgets or min(budgets) <= 0:
+        raise argparse.ArgumentTypeError("budgets must be positive")
+    return budgets
+
+
 def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     shared = "(default: in ../shared/data/mmlu_pro from the repository)"
     parser = commands.add_parser(
@@ -152,6 +165,13 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--split", default="validation", choices=["validation", "train", "all"])
     parser.add_argument(
         "--selector-dir", type=Path, default=None, help="selector artifacts (default: shipped)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=_budgets,
+        default=(),
+        help="replay the budget mode (config `budget`) at these mean costs per request, comma "
+        "list, or 'auto' (5 between the cheapest and the dearest single model)",
     )
     parser.add_argument("--output", default="out/bench/replay.json")
     parser.add_argument("--plot", default="out/bench/replay.png")
@@ -181,6 +201,12 @@ def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--runs", type=int, default=500, help="timed requests, cached catalog")
     parser.add_argument("--first-sights", type=int, default=5, help="timed new catalogs (each)")
     parser.add_argument("--no-latency", action="store_true", help="recall only")
+    parser.add_argument(
+        "--fit-reranker",
+        default=None,
+        metavar="PATH",
+        help="fit the tool re-ranker on the tune split (with --split tune) and write it here",
+    )
     parser.add_argument("--output", default="out/bench/tools.json")
     parser.add_argument("--plot", default=None, help="PNG (default: output with .png)")
     parser.set_defaults(func=_runner("tools"))
@@ -235,6 +261,40 @@ def _add_cache(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=_runner("cache"))
 
 
+def _add_guards(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "guards",
+        help="safety guards: jailbreak (and PII) accuracy and latency, vs prompt-guardrail",
+        description="Validation splits never tuned on; see semrouter.bench.guards.",
+    )
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="embedding settings")
+    parser.add_argument("--sections", default="jailbreak", help="comma list: jailbreak")
+    parser.add_argument("--head", default="jailbreak", help="jailbreak head (name or .npz)")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many texts per set")
+    parser.add_argument("--latency-texts", type=int, default=200, help="texts timed one by one")
+    parser.add_argument("--output", default="out/bench/guards.json")
+    parser.set_defaults(func=_runner("guards"))
+
+
+def _add_conversations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "conversations",
+        help="multi-turn routing: model switches, escalations, tool-loop locks, vs per-turn",
+        description="On data/conversations (tune, validation never tuned on); see "
+        "semrouter.bench.conversations.",
+    )
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="router config")
+    parser.add_argument("--data", default=None, help="directory (default: data/conversations)")
+    parser.add_argument("--splits", default="tune,validation", help="comma list")
+    parser.add_argument(
+        "--context-turns", type=int, default=None, help="router.conversation.context_turns"
+    )
+    parser.add_argument("--context-mode", choices=["text", "embedding"], default=None)
+    parser.add_argument("--context-weight", type=float, default=None)
+    parser.add_argument("--output", default="out/bench/conversations.json")
+    parser.set_defaults(func=_runner("conversations"))
+
+
 def add_bench_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bench` and its subcommands to the main parser's subcommands."""
     bench = commands.add_parser("bench", help="benchmarks (results: docs/benchmarks.md)")
@@ -246,3 +306,5 @@ def add_bench_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
     _add_tools(benches)
     _add_soak(benches)
     _add_cache(benches)
+    _add_guards(benches)
+    _add_conversations(benches)

@@ -1,4 +1,4 @@
-"""`semrouter train vocabulary|domain|reasoning|selector`: rebuild the shipped artifacts.
+"""`semrouter train vocabulary|domain|reasoning|selector|jailbreak`: rebuild the shipped artifacts.
 
 The vocabulary (spelling normalisation) comes first: the heads are trained on the text the
 encoder reads after it. `semrouter.train` is imported only when the subcommand runs, so no
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 def add_train_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = commands.add_parser("train", help="train a learned head from the shared data")
-    train.add_argument("what", choices=["vocabulary", "domain", "reasoning", "selector"])
+    train.add_argument(
+        "what", choices=["vocabulary", "domain", "reasoning", "selector", "jailbreak"]
+    )
     train.add_argument(
         "--data-dir",
         type=Path,
@@ -36,6 +38,9 @@ def add_train_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     train.add_argument(
         "--quantize", action="store_true", help="train on the int8 encoder's features"
     )
+    train.add_argument(
+        "--limit", type=int, default=None, help="jailbreak: at most this many examples per split"
+    )
     train.set_defaults(func=cmd_train)
 
 
@@ -50,6 +55,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         _train_vocabulary(data_dir, out_dir)
     elif args.what == "selector":
         _train_selector(args, data_dir, out_dir)
+    elif args.what == "jailbreak":
+        _train_jailbreak(args, out_dir)
     else:
         _train_head(args, data_dir, out_dir)
     return 0
@@ -105,4 +112,23 @@ def _train_head(args: argparse.Namespace, data_dir: Path, out_dir: Path) -> None
     for line in report.lines():
         print(line)
     print(f"calibration temperature: {head.temperature:.3f}")
+    print(f"wrote {path}")
+
+
+def _train_jailbreak(args: argparse.Namespace, out_dir: Path) -> None:
+    """The jailbreak head, on the router's own features (spelling normalisation on)."""
+    from semrouter.embed import create_embedder
+    from semrouter.embed.settings import EmbeddingSettings
+    from semrouter.signals.jailbreak import save_jailbreak
+    from semrouter.train.heads import HeadSpec
+    from semrouter.train.jailbreak import DEFAULT_HIDDEN, train_jailbreak
+
+    embedder = create_embedder(EmbeddingSettings(quantize=args.quantize))
+    hidden = DEFAULT_HIDDEN if args.hidden is None else args.hidden
+    model, report = train_jailbreak(embedder, HeadSpec(hidden=hidden, seed=args.seed), args.limit)
+    path = out_dir / "jailbreak_head.npz"
+    save_jailbreak(model, path)
+    for line in report.lines():
+        print(line)
+    print(f"calibration temperature: {model.head.temperature:.3f}")
     print(f"wrote {path}")

@@ -44,6 +44,8 @@ MMLU_PRO_DOMAINS: tuple[str, ...] = (
 )
 REASONING_SIGNAL = "reasoning"
 HAS_TOOLS_SIGNAL = "has_tools"
+TOOL_LOOP_SIGNAL = "tool_loop"
+REASK_SIGNAL = "reask"
 """Built-in signal: the request carries a non-empty `tools` list."""
 DIRECT_DECISION = "direct"
 """The decision name of a request that named its model (no classification, no rules)."""
@@ -243,8 +245,26 @@ class ToolSignalConfig(_Strict):
         return self
 
 
+class TurnsSignalConfig(_Strict):
+    """`signals.turns`: true when the conversation's user turns number min_turns..max_turns."""
+
+    name: str
+    min_turns: Annotated[int, Field(ge=1)] = 1
+    max_turns: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _a_range(self) -> TurnsSignalConfig:
+        if self.max_turns is not None and self.max_turns < self.min_turns:
+            raise ValueError("max_turns must be >= min_turns")
+        return self
+
+
 NamedSignalConfig = (
-    KeywordSignalConfig | SimilaritySignalConfig | ContextSignalConfig | ToolSignalConfig
+    KeywordSignalConfig
+    | SimilaritySignalConfig
+    | ContextSignalConfig
+    | ToolSignalConfig
+    | TurnsSignalConfig
 )
 
 
@@ -255,6 +275,7 @@ class SignalsConfig(_Strict):
     similarity: list[SimilaritySignalConfig] = []
     context: list[ContextSignalConfig] = []
     tools: list[ToolSignalConfig] = []
+    turns: list[TurnsSignalConfig] = []
 
     @property
     def needs_embedding(self) -> bool:
@@ -268,6 +289,7 @@ class SignalsConfig(_Strict):
         if self.reasoning.enabled:
             kinds[REASONING_SIGNAL] = "reasoning"
         kinds[HAS_TOOLS_SIGNAL] = "tools"
+        kinds[TOOL_LOOP_SIGNAL] = kinds[REASK_SIGNAL] = "conversation"
         for _, kind, entries in self._named():
             for entry in entries:
                 kinds[entry.name] = kind
@@ -280,11 +302,17 @@ class SignalsConfig(_Strict):
             ("similarity", "similarity", self.similarity),
             ("context", "context", self.context),
             ("tools", "tools", self.tools),
+            ("turns", "conversation", self.turns),
         )
 
     @model_validator(mode="after")
     def _unique_names(self) -> SignalsConfig:
-        builtin = set(MMLU_PRO_DOMAINS) | {REASONING_SIGNAL, HAS_TOOLS_SIGNAL}
+        builtin = set(MMLU_PRO_DOMAINS) | {
+            REASONING_SIGNAL,
+            HAS_TOOLS_SIGNAL,
+            TOOL_LOOP_SIGNAL,
+            REASK_SIGNAL,
+        }
         seen: set[str] = set()
         for kind, _, entries in self._named():
             for i, entry in enumerate(entries):
@@ -353,7 +381,35 @@ class SelectorConfig(_Strict):
     """Learned model selection among a decision's models."""
 
     artifact: str = Field(description="Selector artifact name (shipped) or path.")
-    cost_weight: Annotated[float, Field(ge=0.0)] = 0.0
+    cost_weight: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="the trade-off without a `budget` (with one: where its search starts)"
+    )
+
+
+class BudgetConfig(_Strict):
+    """A cost budget (`budget`): the selectors' cost weight is chosen per request so that the
+    mean cost stays at the target (semrouter.decide.budget). Give exactly one target."""
+
+    mean_cost_per_request: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="cost-model units (tokens x active parameters, B) per routed request"
+    )
+    tokens_per_minute: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="prompt + expected output tokens per minute, over the window"
+    )
+    window_requests: Annotated[int, Field(ge=10, le=10_000)] = Field(
+        500, description="recent requests the weights are planned on (and the rate measured)"
+    )
+    replan_every: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        50, description="requests between two plans"
+    )
+    per_tenant: bool = Field(False, description="one budget per tenant (router.auth)")
+    max_tenants: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+
+    @model_validator(mode="after")
+    def _one_target(self) -> BudgetConfig:
+        if (self.mean_cost_per_request is None) == (self.tokens_per_minute is None):
+            raise ValueError("give exactly one of mean_cost_per_request and tokens_per_minute")
+        return self
 
 
 class Decision(_Strict):
@@ -534,6 +590,36 @@ class AuthConfig(_Strict):
         return self
 
 
+class ConversationConfig(_Strict):
+    """`router.conversation`: how earlier turns of a conversation count in classification."""
+
+    context_turns: Annotated[int, Field(ge=0, le=16)] = Field(
+        0,
+        description="earlier user turns appended to the last one as context in the routing "
+        "text (0: the last user turn alone)",
+    )
+    context_chars: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        256, description="the most characters of that context (the last turn keeps the rest)"
+    )
+    context_mode: Literal["text", "embedding"] = Field(
+        "text",
+        description="text: the context follows the last turn in one routing text; embedding: "
+        "it is encoded in the same batch and the learned signals read last + context_weight x "
+        "context",
+    )
+    context_weight: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.3, description="weight of the context's embedding (context_mode: embedding)"
+    )
+    reask_threshold: Annotated[float, Field(ge=-1.0, le=1.0)] = Field(
+        0.8,
+        description="least cosine of the last user turn to an earlier one of the session for "
+        "the 'reask' signal",
+    )
+    reask_turns: Annotated[int, Field(ge=0, le=32)] = Field(
+        4, description="earlier user-turn embeddings a session keeps for 'reask' (0: off)"
+    )
+
+
 class RouterSettings(_Strict):
     auto_model_names: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
     max_body_bytes: PositiveInt = 4 * 1024 * 1024
@@ -549,6 +635,7 @@ class RouterSettings(_Strict):
         description="embedder down or slow: route by fallback_decision, or answer 503 with "
         "Retry-After",
     )
+    conversation: ConversationConfig = ConversationConfig()
 
 
 class ToolKeeping(_Strict):
@@ -597,6 +684,14 @@ class ToolsConfig(_Strict):
         0.3,
         description="weight of the BM25 score (scaled to the catalog's best, 0..1) added to "
         "the cosine; alone when no query embedding exists (direct model, fallback)",
+    )
+    rerank: bool = Field(
+        True,
+        description="reorder the best rerank_candidates tools by the shipped re-ranker (a "
+        "small tree ensemble fitted on BFCL's tuning split; needs the query embedding)",
+    )
+    rerank_candidates: Annotated[int, Field(ge=2, le=200)] = Field(
+        20, description="tools the re-ranker reorders (the best by cosine + lexical term)"
     )
     context_messages: Annotated[int, Field(ge=0, le=64)] = Field(
         4, description="messages before the last user turn whose words the lexical score reads"
@@ -675,6 +770,47 @@ class CacheConfig(_Strict):
     redis: RedisCacheConfig = RedisCacheConfig()
 
 
+class RedisAffinityConfig(RedisCacheConfig):
+    """`affinity.redis`: the Redis server replicas share sessions through (as cache.redis)."""
+
+    prefix: str = Field("semrouter:affinity", min_length=1, description="prefix of every key")
+
+
+class AffinityConfig(_Strict):
+    """Session affinity (`affinity:`): a conversation stays on the model and reasoning mode
+    it started with, unless a later turn escalates; a tool loop goes back to the model that
+    called the tool (docs/configuration.md, "Conversations and session affinity")."""
+
+    backend: Literal["off", "memory", "redis"] = "off"
+    ttl_s: Annotated[float, Field(gt=0, le=30 * 86_400)] = Field(
+        3600.0, description="a session's lifetime after its last request"
+    )
+    max_sessions: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        100_000, description="sessions kept in memory (LRU past it)"
+    )
+    identity_chars: Annotated[int, Field(ge=16, le=100_000)] = Field(
+        2000,
+        description="characters of the system prompt and first user turn hashed into the "
+        "session id of a request without an x-semrouter-session header",
+    )
+    escalate_on: list[str] = Field(
+        default=[],
+        description="signals whose firing on a later turn lets it leave the session's route",
+    )
+    escalate_reasoning: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        0.8, description="reasoning-need probability at or above which a later turn escalates"
+    )
+    lock_tool_loops: bool = Field(
+        True, description="a tool result goes back to the model that called the tool"
+    )
+    continuation_fields: list[str] = Field(
+        default=["previous_response_id"],
+        description="body fields holding a provider continuation id: such a request stays on "
+        "its session's model",
+    )
+    redis: RedisAffinityConfig = RedisAffinityConfig()
+
+
 class RouterConfig(_Strict):
     router: RouterSettings = RouterSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -685,6 +821,8 @@ class RouterConfig(_Strict):
     default: DefaultRoute
     tools: ToolsConfig = ToolsConfig()
     cache: CacheConfig = CacheConfig()
+    budget: BudgetConfig | None = None
+    affinity: AffinityConfig = AffinityConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
@@ -737,6 +875,11 @@ class RouterConfig(_Strict):
             f"cache.decisions.{name}: unknown decision '{name}' (known: {', '.join(sorted(known))})"
             for name in self.cache.decisions
             if name not in known
+        )
+        errors.extend(
+            f"affinity.escalate_on[{i}]: unknown signal '{name}'"
+            for i, name in enumerate(self.affinity.escalate_on)
+            if name not in signal_names
         )
         fallback = self.router.fallback_decision
         if fallback is not None and fallback not in decision_names:

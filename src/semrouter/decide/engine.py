@@ -1,7 +1,9 @@
 """Choosing a decision: the highest-priority decision whose rules match, else the default route.
 
 The outcome names the model (by its config name), whether and how hard it reasons, the optional
-system prompt and max_tokens cap. With several models and a learned selector, the selector picks.
+system prompt and max_tokens cap. With several models and a learned selector, the selector picks,
+at the decision's cost weight or, with a `budget`, at the weight its budget plans
+(semrouter.decide.budget; the tenant is the one `CURRENT_TENANT` holds for this request).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from semrouter.config.schema import (
     RouterConfig,
     SystemPrompt,
 )
+from semrouter.decide.budget import CURRENT_TENANT, BudgetBook
 from semrouter.decide.rules import matches, used_signals
 from semrouter.signals.engine import SignalReport
 
@@ -44,6 +47,7 @@ class DecisionEngine:
         order = sorted(enumerate(config.decisions), key=lambda item: (-item[1].priority, item[0]))
         self.decisions: list[Decision] = [d for _, d in order]
         self.selectors: dict[str, LearnedSelector] = {}
+        self.budgets = BudgetBook(config.budget) if config.budget is not None else None
         for decision in self.decisions:
             if decision.selector is not None:
                 from semrouter.decide.selector import load_selector
@@ -85,7 +89,21 @@ class DecisionEngine:
         choice = None
         selector = self.selectors.get(decision.name)
         if selector is not None and decision.selector is not None and signals.features is not None:
-            choice = selector.choose(signals.features, prompt_chars, decision.selector.cost_weight)
+            if self.budgets is None:
+                choice = selector.choose(
+                    signals.features, prompt_chars, decision.selector.cost_weight
+                )
+            else:
+                prediction = selector.predict(signals.features, prompt_chars)
+                cost = prediction.expected_cost[0]
+                scale = selector.cost_scale
+                if self.budgets.config.tokens_per_minute is not None:  # tokens, not x params
+                    cost = cost / selector.active_params_b
+                    scale = scale / float(selector.active_params_b.mean())
+                budget = self.budgets.get(
+                    decision.name, CURRENT_TENANT.get(), scale, decision.selector.cost_weight
+                )
+                choice = selector.choice(prediction, budget.choose(prediction.p_correct[0], cost))
             model = choice.model
         used = used_signals(decision.rules, signals.fired) if decision.rules else []
         return Outcome(

@@ -168,6 +168,10 @@ class LearnedSelector:
         best = int(
             pick(prediction.p_correct, prediction.expected_cost, cost_weight, self.cost_scale)[0]
         )
+        return self.choice(prediction, best)
+
+    def choice(self, prediction: Prediction, best: int) -> Choice:
+        """Model ``best`` (a column) chosen for the one request of ``prediction``."""
         return Choice(
             model=self.models[best],
             probabilities={

@@ -157,6 +157,7 @@ _DECISION_HEADERS = [
         "x-semrouter-tools",  # tool pre-selection: kept/total
         "x-semrouter-tenant",  # router.auth on: the processor sets it, or removes the client's
         "x-semrouter-cache",  # hit, miss or bypass (a hit is answered by the processor itself)
+        "x-semrouter-affinity",  # new, sticky, lock, escalated or unavailable (affinity on)
     )
 ] + [
     {

@@ -1,7 +1,8 @@
 """The request path both transports run, once: admission, parse, route, rewrite.
 
     Admission.enter → authenticate (headers only) → parse (request.py, bounded)
-        → Router.route (deadline, fallback) → authorize → Router.rewrite
+        → Router.route (deadline, fallback), with session affinity around it (semrouter.affinity:
+          sticky, lock, escalated; before the rewrite) → authorize → Router.rewrite
         → the stages, in order (semrouter.stages: tool selection, the response cache, ...)
         → quota → Prepared
 
@@ -25,9 +26,11 @@ from typing import Any
 import orjson
 from prometheus_client import Gauge
 
+from semrouter.affinity import Affinity, Session
 from semrouter.auth import TENANT_HEADER, AdminGate, KeyStore, Principal, Quotas, Rejection
 from semrouter.cache import CacheStage
 from semrouter.config.schema import ModelConfig, RouterConfig
+from semrouter.decide.budget import BUDGET_PROBE, CURRENT_TENANT
 from semrouter.pipeline.errors import (
     RouterError,
     bad_request,
@@ -103,19 +106,24 @@ class Pipeline:
         self.keys = KeyStore.load(auth) if auth.enabled else None
         self.admin = AdminGate.load(auth) if auth.enabled else None
         self.quotas = Quotas(auth.keys)
+        self.affinity = Affinity(self.config, router.decisions.fallback, self.metrics.registry)
         scorer = router.tool_scorer
-        self.stages: list[Stage] = [ToolStage(self.config.tools, scorer)] if scorer else []
+        self.stages: list[Stage] = (
+            [ToolStage(self.config.tools, scorer, self.metrics.registry)] if scorer else []
+        )
         # Last: its key covers what the other stages changed (the tools forwarded).
         self.stages.append(CacheStage(self.config.cache, router.embedder, self.metrics.registry))
 
     async def start(self) -> None:
         await self.router.start()
+        await self.affinity.start()
         for stage in self.stages:
             await stage.start()
 
     async def close(self) -> None:
         for stage in self.stages:
             await stage.close()
+        await self.affinity.close()
         await self.router.close()
 
     async def parse(self, raw: bytes) -> ChatRequest:
@@ -174,7 +182,9 @@ class Pipeline:
         chat = await self.parse(raw)
         if principal is not None and not self.router.is_auto(chat):
             self._authorize_model(principal, self.router.resolve_model(chat.model))
-        route = await self.router.route(chat)
+        tenant = principal.tenant if principal is not None else None
+        CURRENT_TENANT.set(tenant)  # whose cost budget the selector spends (decide.budget)
+        route, session = await self.route(chat, headers, tenant)
         if principal is not None and route.outcome is not None:
             self._authorize_model(principal, route.model)
             if not principal.may_take_decision(route.decision):
@@ -182,9 +192,10 @@ class Pipeline:
                     f"API key '{principal.name}' may not use decision '{route.decision}'"
                 )
         self.metrics.routed(route)
+        if session is not None and route.outcome is not None:
+            self.affinity.record(session, route.outcome, route.signals)
         body = self.router.rewrite(chat, route)
         route_headers = route.headers()
-        tenant = principal.tenant if principal is not None else None
         context = await self.run_stages(chat, route, body, route_headers, headers, tenant)
         prepared = Prepared(
             chat,
@@ -200,6 +211,31 @@ class Pipeline:
         route_headers[TENANT_HEADER] = principal.tenant
         prepared.tenant, prepared.key_name = principal.tenant, principal.name
         return prepared
+
+    async def route(
+        self,
+        chat: ChatRequest,
+        headers: Mapping[str, str],
+        tenant: str | None,
+        probe: bool = False,
+    ) -> tuple[Route, Session | None]:
+        """The turn's route with session affinity applied (before the rewrite, so the model
+        and reasoning mode it gives are what the backend gets); the session, to record."""
+        if not self.affinity.enabled or not self.router.is_auto(chat):
+            return await self.router.route(chat), None
+        session = await self.affinity.open(chat.messages, headers, tenant)
+        route = await self.router.route(chat, session.earlier_embeddings())
+        if route.outcome is None:
+            return route, session
+        verdict = self.affinity.settle(
+            session, route.outcome, route.signals, chat.messages, chat.body, probe
+        )
+        route.affinity = verdict.kind
+        if verdict.outcome is not None:
+            model = self.router.resolve_model(verdict.outcome.model)
+            assert model is not None  # settle only keeps models of the config
+            route.outcome, route.model = verdict.outcome, model
+        return route, session
 
     async def run_stages(
         self,
@@ -219,7 +255,7 @@ class Pipeline:
             body=body,
             decision=route.decision,
             model=route.model,
-            request=route.input or chat.signal_input(self.limits, self.config.tools),
+            request=route.input or self.router.signal_input(chat),
             signals=route.signals,
             headers=headers,
             client_headers=client_headers,
@@ -243,7 +279,10 @@ class Pipeline:
         headers a chat request would get. Nothing is stored or counted."""
         chat = classify_input(raw, self.max_body_bytes, self.limits)
         chat.model = next(iter(self.config.router.auto_model_names))
-        route = await self.router.route(chat)
+        tenant = principal.tenant if principal is not None else None
+        CURRENT_TENANT.set(tenant)
+        BUDGET_PROBE.set(True)  # what the budget would choose, not counted against it
+        route, _ = await self.route(chat, client_headers or {}, tenant, probe=True)
         headers = route.headers()
         context = await self.run_stages(
             chat,
@@ -251,7 +290,7 @@ class Pipeline:
             self.router.rewrite(chat, route),
             headers,
             client_headers or {},
-            principal.tenant if principal is not None else None,
+            tenant,
             probe=True,
         )
         return {**route.summary(), **context.trace}, headers

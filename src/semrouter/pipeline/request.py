@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from semrouter.config.schema import LimitsConfig, ToolsConfig
+from semrouter.config.schema import ConversationConfig, LimitsConfig, ToolsConfig
 from semrouter.pipeline.errors import RouterError, bad_request, body_too_large, too_large
 from semrouter.signals.engine import SignalInput
 
@@ -70,10 +70,20 @@ class ChatRequest:
         ]
         return "\n".join(message_text(m) for m in reversed(recent[-messages:]))[:limit]
 
+    def earlier_user_context(self, turns: int, limit: int) -> str:
+        """The `turns` user turns before the last one, newest first, cut to `limit` chars."""
+        users = [i for i, m in enumerate(self.messages) if m.get("role") == "user"]
+        earlier = users[-turns - 1 : -1] if turns else []
+        return "\n".join(message_text(self.messages[i]) for i in reversed(earlier))[:limit]
+
     def signal_input(
-        self, limits: LimitsConfig = _DEFAULT_LIMITS, tools: ToolsConfig = _DEFAULT_TOOLS
+        self,
+        limits: LimitsConfig = _DEFAULT_LIMITS,
+        tools: ToolsConfig = _DEFAULT_TOOLS,
+        conversation: ConversationConfig | None = None,
     ) -> SignalInput:
-        """The bounded view of this request that signals read."""
+        """The bounded view of this request that signals read: the last user turn, with
+        `conversation.context_turns` earlier user turns after it as context."""
         text = self.routing_text()
         catalog = self.tools
         context = (
@@ -81,7 +91,20 @@ class ChatRequest:
             if catalog and tools.context_messages
             else ""
         )
-        windowed = window(text, limits.classify_chars)
+        earlier = (
+            self.earlier_user_context(conversation.context_turns, conversation.context_chars)
+            if conversation is not None and conversation.context_turns and len(self.messages) > 1
+            else ""
+        )
+        history, weight = "", 0.0
+        if earlier and conversation is not None and conversation.context_mode == "embedding":
+            windowed, history = window(text, limits.classify_chars), earlier
+            weight = conversation.context_weight
+        elif earlier:
+            budget = max(limits.classify_chars - len(earlier) - 1, limits.classify_chars // 2)
+            windowed = f"{window(text, budget)}\n{earlier}"
+        else:
+            windowed = window(text, limits.classify_chars)
         if len(self.messages) == 1:
             # The encoder's count of the window, scaled to the whole text, is the token count:
             # no second tokenisation of a long prompt.
@@ -92,14 +115,16 @@ class ChatRequest:
                 tools=catalog,
                 context=context,
             )
-        conversation = self.conversation_text()
+        whole = self.conversation_text()
         return SignalInput(
             text=windowed,
             prompt_chars=len(text),
-            conversation_sample=conversation[: limits.count_chars],
-            conversation_chars=len(conversation),
+            conversation_sample=whole[: limits.count_chars],
+            conversation_chars=len(whole),
             tools=catalog,
             context=context,
+            history=history,
+            history_weight=weight,
         )
 
 

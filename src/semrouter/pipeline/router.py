@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from semrouter.config import ConfigError
@@ -25,6 +26,7 @@ from semrouter.pipeline.artifacts import require_artifacts, width_errors
 from semrouter.pipeline.errors import embedding_unavailable, model_not_found, overloaded
 from semrouter.pipeline.request import ChatRequest
 from semrouter.reasoning.families import apply_reasoning, family_fields, strip_reasoning_controls
+from semrouter.signals.conversation import conversation_signals
 from semrouter.signals.engine import SignalEngine, SignalInput, SignalReport
 from semrouter.tools import ToolScorer
 
@@ -41,6 +43,9 @@ class Route:
     """Why the fallback route answered instead of the signals: 'deadline', 'embedding_error'."""
     input: SignalInput | None = None
     """What the signals read (None for a direct model request)."""
+    affinity: str | None = None
+    """What session affinity did (semrouter.affinity: new, sticky, lock, escalated,
+    unavailable); None with affinity off or for a direct model request."""
 
     @property
     def decision(self) -> str:
@@ -65,6 +70,8 @@ class Route:
             headers["x-semrouter-reasoning-effort"] = outcome.reasoning_effort
         if self.fallback is not None:
             headers["x-semrouter-fallback"] = self.fallback
+        if self.affinity is not None:
+            headers["x-semrouter-affinity"] = self.affinity
         return headers
 
     def summary(self) -> dict[str, Any]:
@@ -96,6 +103,7 @@ class Route:
                     m: round(c, 1) for m, c in outcome.model_expected_costs.items()
                 }
         result["fallback"] = self.fallback
+        result["affinity"] = self.affinity
         result["route_ms"] = round(self.route_ms, 3)
         return result
 
@@ -120,6 +128,7 @@ class Router:
             family for m in config.models if (family := config.family(m)) is not None
         )
         self.limits = config.router.limits
+        self.conversation = config.router.conversation
         self._deadline_s = self.limits.classify_deadline_ms / 1000
         self.fallback_outcome = self.decisions.fallback(config.router.fallback_decision)
         if embedder is not None and embedder.dimensions_known:
@@ -166,13 +175,17 @@ class Router:
     def is_auto(self, request: ChatRequest) -> bool:
         return request.model in self.auto_names
 
-    async def route(self, request: ChatRequest) -> Route:
+    def signal_input(self, request: ChatRequest) -> SignalInput:
+        return request.signal_input(self.limits, self.config.tools, self.conversation)
+
+    async def route(self, request: ChatRequest, earlier: Sequence[np.ndarray] = ()) -> Route:
         """Classify and decide within the deadline; past it, or when the embedder fails (and
-        config says so), the fallback route answers."""
+        config says so), the fallback route answers. `earlier`: the embeddings of the
+        session's earlier user turns (for the `reask` signal)."""
         started = time.perf_counter()
         if not self.is_auto(request):
             return self._direct(request, started)
-        item = request.signal_input(self.limits, self.config.tools)
+        item = self.signal_input(request)
         try:
             async with asyncio.timeout(self._deadline_s):
                 signals = await self.signals.evaluate(item)
@@ -184,15 +197,29 @@ class Router:
             if self.config.router.on_embedding_error == "reject":
                 raise embedding_unavailable(str(exc)) from None
             return self._fallback("embedding_error", started, item)
+        self._conversation_signals(signals, request, earlier)
         return self._decide(item, signals, started)
+
+    def _conversation_signals(
+        self, signals: SignalReport, request: ChatRequest, earlier: Sequence[np.ndarray]
+    ) -> None:
+        conversation_signals(
+            signals,
+            request.messages,
+            self.config.signals,
+            earlier,
+            self.conversation.reask_threshold,
+        )
 
     def route_many_sync(self, requests: Sequence[ChatRequest]) -> list[Route]:
         """Offline routing of a batch: one encoder call for all (for `semrouter route`).
         Each route's `route_ms` is its share of the batch: the encoder pass divided evenly,
         plus its own decision."""
         started = time.perf_counter()
-        items = [r.signal_input(self.limits, self.config.tools) for r in requests]
+        items = [self.signal_input(r) for r in requests]
         reports = self.signals.evaluate_many_sync(items)
+        for request, report in zip(requests, reports, strict=True):
+            self._conversation_signals(report, request, ())
         shared_ms = (time.perf_counter() - started) * 1000 / max(len(requests), 1)
         routes = []
         for item, report in zip(items, reports, strict=True):

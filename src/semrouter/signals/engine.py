@@ -47,6 +47,9 @@ class SignalInput:
     tools: the request's `tools` entries (at most router.limits.max_tools).
     context: with tools, the text of the recent turns before the routing text (bounded by
       tools.context_messages and the classification window), for lexical tool scoring.
+    history: earlier user turns, encoded in the same batch as `text`; the learned signals read
+      the mix text + history_weight x history (router.conversation.context_mode: embedding),
+      while `SignalReport.embedding` stays the routing text's own.
     """
 
     text: str
@@ -55,6 +58,8 @@ class SignalInput:
     conversation_chars: int = 0
     tools: tuple[dict[str, Any], ...] = ()
     context: str = ""
+    history: str = ""
+    history_weight: float = 0.0
 
 
 @dataclass(slots=True)
@@ -195,7 +200,7 @@ class SignalEngine:
 
     async def evaluate(self, item: SignalInput) -> SignalReport:
         encoded = (
-            await self.embedder.encode([item.text])
+            await self.embedder.encode(batch_texts([item]))
             if self.needs_embedding and self.embedder
             else None
         )
@@ -218,7 +223,7 @@ class SignalEngine:
 
     def evaluate_many_sync(self, items: Sequence[SignalInput]) -> list[SignalReport]:
         encoded = (
-            self.embedder.encode_sync([i.text for i in items])
+            self.embedder.encode_sync(batch_texts(items))
             if self.needs_embedding and self.embedder
             else None
         )
@@ -235,12 +240,13 @@ class SignalEngine:
                 )
         return reports
 
-    def _reports(
-        self, items: Sequence[SignalInput], encoded: Encoded | None
-    ) -> list[SignalReport]:
+    def _reports(self, items: Sequence[SignalInput], encoded: Encoded | None) -> list[SignalReport]:
         reports = [SignalReport() for _ in items]
         if encoded is not None:
-            self._embedding_signals(reports, encoded)
+            own = encoded.embeddings[: len(items)]
+            self._embedding_signals(reports, with_history(encoded, items))
+            for report, embedding in zip(reports, own, strict=True):
+                report.embedding = embedding
         for report, item in zip(reports, items, strict=True):
             for rule in self.keywords:
                 hit = rule.matches(item.text)
@@ -340,6 +346,32 @@ class SignalEngine:
                     report.scores[name] = float(score)
                     if hit:
                         report.fired.add(name)
+
+
+def batch_texts(items: Sequence[SignalInput]) -> list[str]:
+    """One encoder batch: every routing text, then the histories of the items that have one."""
+    return [i.text for i in items] + [i.history for i in items if i.history]
+
+
+def with_history(encoded: Encoded, items: Sequence[SignalInput]) -> Encoded:
+    """The batch's first len(items) rows, each mixed with its item's history row (if any):
+    embeddings text + w x history, renormalised; features the same weighted mean. Token counts
+    and ids stay the routing text's."""
+    n = len(items)
+    if encoded.embeddings.shape[0] == n:
+        return encoded
+    embeddings = encoded.embeddings[:n].copy()
+    features = encoded.features[:n].copy()
+    row = n
+    for i, item in enumerate(items):
+        if not item.history:
+            continue
+        w = item.history_weight
+        embeddings[i] += w * encoded.embeddings[row]
+        embeddings[i] /= max(float(np.linalg.norm(embeddings[i])), 1e-9)
+        features[i] = (features[i] + w * encoded.features[row]) / (1 + w)
+        row += 1
+    return Encoded(embeddings, features, encoded.token_counts[:n], encoded.token_ids[:n])
 
 
 def head_input(head: Head, encoded: Encoded) -> np.ndarray:

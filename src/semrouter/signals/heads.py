@@ -118,8 +118,10 @@ class Head:
         p: np.ndarray = np.exp(_log_softmax(self.combined_logits(x, token_ids) / self.temperature))
         return p
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Write the head as one .npz; `extra` arrays (e.g. a threshold) ride along unread."""
         arrays: dict[str, np.ndarray] = {
+            **(extra or {}),
             "classes": np.array(self.classes),
             "layers": np.array(len(self.weights)),
             "temperature": np.array(self.temperature),

@@ -1,6 +1,8 @@
 """`ToolScorer`: how relevant each of a request's tools is, from the router's one encoder pass.
 
-score = cosine(query embedding, tool embedding) + lexical_weight * BM25 / (catalog's best BM25)
+first stage = cosine(query embedding, tool embedding) + lexical_weight * BM25 / (catalog's best)
+then, with `tools.rerank`, the best `rerank_candidates` are reordered by the shipped re-ranker
+(`rerank.py`: a small tree ensemble over cheap features of the request and each tool).
 
 The query embedding is the SignalReport's (the routing text, encoded once for every signal);
 the query's words are the routing text's and, at `context_weight`, the recent turns' (no encoder
@@ -12,8 +14,8 @@ Caches, all bounded by `tools.cache`:
 - tools: per distinct tool definition (a digest of its JSON), its words, the text the encoder
   reads and its embedding;
 - catalogs: per distinct tools list, the stacked embedding matrix and the BM25 index, so a
-  known catalog costs one hash of the list, one matrix-vector product and one addition per
-  query word.
+  known catalog costs one hash of the list, one matrix-vector product, one addition per
+  query word and the re-ranker over its rerank_candidates best.
 
 A catalog with tools never encoded before starts one background encoding of them (through the
 embedder's async path, in calls of `embedding.batch_size` texts, so routing requests queue
@@ -40,7 +42,18 @@ from semrouter.embed.base import Embedder, EmbeddingError
 from semrouter.signals.engine import SignalInput
 from semrouter.tools.cache import LRU
 from semrouter.tools.lexical import BM25, query_weights
-from semrouter.tools.text import embedding_text, lexical_text, tool_digest, words
+from semrouter.tools.metrics import ToolMetrics
+from semrouter.tools.rerank import ToolFacts, TreeEnsemble, features, reordered, sentences
+from semrouter.tools.text import (
+    description_chars,
+    embedding_text,
+    lexical_text,
+    name_words,
+    parameter_names,
+    tool_digest,
+    tool_name,
+    words,
+)
 
 log = logging.getLogger("semrouter.tools")
 OFF_LOOP_TOOLS = 64
@@ -55,6 +68,8 @@ class ToolEntry:
     words: Counter[str]
     text: str
     """What the encoder reads."""
+    facts: ToolFacts
+    """What the re-ranker reads."""
     embedding: np.ndarray | None = None
 
 
@@ -84,11 +99,38 @@ def catalog_key(tools: Sequence[dict[str, Any]]) -> bytes:
     return hashlib.sha256(orjson.dumps(list(tools))).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class FirstStage:
+    """A request's first-stage scores over one catalog, and what they were made of."""
+
+    scores: np.ndarray
+    """cosine + lexical_weight * lexical (the lexical term alone without cosine)."""
+    lexical: np.ndarray
+    """BM25 over the catalog's best (0..1)."""
+    cosine: np.ndarray | None
+    text_words: list[str]
+    context_words: list[str]
+
+
+def _relative(scores: np.ndarray) -> np.ndarray:
+    """scores over their maximum (0..1), or as they are when none is positive."""
+    best = scores.max(initial=0.0)
+    return scores / best if best > 0 else scores
+
+
 class ToolScorer:
     """Implements `semrouter.signals.engine.ToolScorer`; shared by every request."""
 
-    def __init__(self, config: ToolsConfig, embedder: Embedder | None, batch_size: int) -> None:
+    def __init__(
+        self,
+        config: ToolsConfig,
+        embedder: Embedder | None,
+        batch_size: int,
+        metrics: ToolMetrics | None = None,
+    ) -> None:
         self.config = config
+        self.metrics = metrics or ToolMetrics(None)
+        """Replaced by the stage's, on the pipeline's registry (`ToolStage`)."""
         self.embedder = embedder
         self.batch_size = batch_size
         self.tools: LRU[bytes, ToolEntry] = LRU(config.cache.max_entries)
@@ -96,11 +138,17 @@ class ToolScorer:
         self._encoding: dict[int, asyncio.Task[None]] = {}
         """In-flight encodings by the id() of each tool entry they cover."""
         self._wait_s = config.encode_wait_ms / 1000
+        self.reranker = TreeEnsemble.load() if config.rerank else None
+
+    def _cached(self, tools: Sequence[dict[str, Any]]) -> tuple[bytes, Catalog | None]:
+        key = catalog_key(tools)
+        found = self.catalogs.get(key)
+        self.metrics.catalogs.labels("miss" if found is None else "hit").inc()
+        return key, found
 
     def catalog(self, tools: Sequence[dict[str, Any]]) -> Catalog:
         """The catalog of these tools, analysed now if it is new."""
-        key = catalog_key(tools)
-        found = self.catalogs.get(key)
+        key, found = self._cached(tools)
         if found is not None:
             return found
         digests = [tool_digest(t) for t in tools]
@@ -108,8 +156,7 @@ class ToolScorer:
 
     async def _catalog(self, tools: Sequence[dict[str, Any]]) -> Catalog:
         """As `catalog`; a large new one is analysed in a worker thread."""
-        key = catalog_key(tools)
-        found = self.catalogs.get(key)
+        key, found = self._cached(tools)
         if found is not None:
             return found
         digests = [tool_digest(t) for t in tools]
@@ -121,7 +168,10 @@ class ToolScorer:
         return self._register(key, digests, analysed)
 
     def _known(self, digests: Sequence[bytes]) -> dict[bytes, ToolEntry]:
-        return {d: entry for d in digests if (entry := self.tools.get(d)) is not None}
+        known = {d: entry for d in digests if (entry := self.tools.get(d)) is not None}
+        self.metrics.definitions.labels("hit").inc(len(known))
+        self.metrics.definitions.labels("miss").inc(len(set(digests)) - len(known))
+        return known
 
     def _analyse(
         self,
@@ -130,13 +180,22 @@ class ToolScorer:
         known: dict[bytes, ToolEntry],
     ) -> Catalog:
         """A new catalog (touches no cache: safe in a worker thread)."""
-        limit = self.config.max_text_chars
         entries = tuple(
-            known.get(digest)
-            or ToolEntry(Counter(words(lexical_text(tool, limit))), embedding_text(tool, limit))
+            known.get(digest) or self._entry(tool)
             for digest, tool in zip(digests, tools, strict=True)
         )
         return Catalog(entries, BM25([e.words for e in entries]))
+
+    def _entry(self, tool: dict[str, Any]) -> ToolEntry:
+        limit = self.config.max_text_chars
+        facts = ToolFacts(
+            frozenset(words(name_words(tool_name(tool)[:limit]))),
+            frozenset(w for n in parameter_names(tool, limit) for w in words(name_words(n))),
+            description_chars(tool),
+        )
+        return ToolEntry(
+            Counter(words(lexical_text(tool, limit))), embedding_text(tool, limit), facts
+        )
 
     def _register(self, key: bytes, digests: Sequence[bytes], catalog: Catalog) -> Catalog:
         for digest, entry in zip(digests, catalog.entries, strict=True):
@@ -158,20 +217,72 @@ class ToolScorer:
             encoded = self.embedder.encode_sync([e.text for e in missing])
             for entry, row in zip(missing, encoded.embeddings, strict=True):
                 entry.embedding = row
+            self.metrics.encodes.labels("encoded").inc(len(missing))
         return self._scores(catalog, item, embedding)
 
     def _scores(
         self, catalog: Catalog, item: SignalInput, embedding: np.ndarray | None
     ) -> np.ndarray:
-        query = query_weights(words(item.text), words(item.context), self.config.context_weight)
-        lexical = catalog.bm25.scores(query)
-        best = lexical.max(initial=0.0)
-        weighted = lexical * (self.config.lexical_weight / best) if best > 0 else lexical
+        stage = self._first_stage(catalog, item, embedding)
+        self.metrics.scoring.labels("lexical" if stage.cosine is None else "embedding").inc()
+        if stage.cosine is None or self.reranker is None:
+            return stage.scores
+        candidates, rows = self._candidates(catalog, item, stage)
+        return reordered(stage.scores, candidates, self.reranker(rows))
+
+    def _first_stage(
+        self, catalog: Catalog, item: SignalInput, embedding: np.ndarray | None
+    ) -> FirstStage:
+        text_words, context_words = words(item.text), words(item.context)
+        query = query_weights(text_words, context_words, self.config.context_weight)
+        lexical = _relative(catalog.bm25.scores(query))
+        weighted = lexical * self.config.lexical_weight
         matrix = catalog.embedded()
         if embedding is None or matrix is None:
-            return weighted
-        combined: np.ndarray = matrix @ embedding + weighted
-        return combined
+            return FirstStage(weighted, lexical, None, text_words, context_words)
+        cosine: np.ndarray = matrix @ embedding
+        return FirstStage(cosine + weighted, lexical, cosine, text_words, context_words)
+
+    def _candidates(
+        self, catalog: Catalog, item: SignalInput, stage: FirstStage
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best rerank_candidates tools by first-stage score (best first) and their
+        re-ranker features."""
+        assert stage.cosine is not None
+        count = min(self.config.rerank_candidates, stage.scores.size)
+        best = np.argpartition(-stage.scores, count - 1)[:count]
+        candidates = best[np.argsort(-stage.scores[best], kind="stable")]
+        by_sentence = np.zeros_like(stage.lexical)
+        matched = 0
+        for sentence in sentences(item.text):
+            scores = _relative(catalog.bm25.scores(dict.fromkeys(words(sentence), 1.0)))
+            if scores.any():
+                np.maximum(by_sentence, scores, out=by_sentence)
+                matched += 1
+        rows = features(
+            candidates,
+            [catalog.entries[i].facts for i in candidates],
+            stage.cosine,
+            stage.lexical,
+            stage.scores,
+            by_sentence,
+            matched,
+            stage.text_words,
+            stage.context_words,
+        )
+        return candidates, rows
+
+    def candidates(
+        self, item: SignalInput, embedding: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What the re-ranker sees of a request whose catalog is encoded (`score_sync` first):
+        its candidate tools, best first-stage score first, and their features (the fit in
+        `semrouter bench tools --fit-reranker`)."""
+        catalog = self.catalog(item.tools)
+        stage = self._first_stage(catalog, item, embedding)
+        if stage.cosine is None:
+            raise ValueError("the catalog is not encoded")
+        return self._candidates(catalog, item, stage)
 
     def pending(self) -> set[asyncio.Task[None]]:
         """The tool encodings under way."""
@@ -188,6 +299,8 @@ class ToolScorer:
             task = asyncio.get_running_loop().create_task(self._encode(self.embedder, new))
             for entry in new:
                 self._encoding[id(entry)] = task
+        elif new:
+            self.metrics.encodes.labels("over_limit").inc(len(new))
         waiting = {self._encoding[id(e)] for e in missing if id(e) in self._encoding}
         if waiting and self._wait_s > 0:
             await asyncio.wait(waiting, timeout=self._wait_s)
@@ -199,7 +312,11 @@ class ToolScorer:
                 encoded = await embedder.encode([e.text for e in chunk])
                 for entry, row in zip(chunk, encoded.embeddings, strict=True):
                     entry.embedding = row
+                self.metrics.encodes.labels("encoded").inc(len(chunk))
         except EmbeddingError as exc:
+            self.metrics.encodes.labels("failed").inc(
+                sum(1 for e in entries if e.embedding is None)
+            )
             log.warning(
                 "encoding %d tools failed (scored lexically until seen again): %s",
                 len(entries),

@@ -10,9 +10,12 @@ its words alone. A decision with selection off forwards every tool (header `tota
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry
+
 from semrouter.config.schema import ToolsConfig
 from semrouter.stages.base import Stage, StageContext
 from semrouter.tools.keep import Keeping, kept_indices
+from semrouter.tools.metrics import ToolMetrics
 from semrouter.tools.scoring import ToolScorer
 from semrouter.tools.text import tool_name
 
@@ -22,8 +25,12 @@ TOOLS_HEADER = "x-semrouter-tools"
 class ToolStage(Stage):
     name = "tools"
 
-    def __init__(self, config: ToolsConfig, scorer: ToolScorer) -> None:
+    def __init__(
+        self, config: ToolsConfig, scorer: ToolScorer, registry: CollectorRegistry | None = None
+    ) -> None:
+        """registry: where the tool metrics go (the scorer's included)."""
         self.scorer = scorer
+        self.metrics = scorer.metrics = ToolMetrics(registry)
         self._default = Keeping.of(config)
         self._by_decision = {
             name: Keeping.of(config, override) for name, override in config.decisions.items()
@@ -39,7 +46,7 @@ class ToolStage(Stage):
             return
         keeping = self.keeping(context.decision)
         if keeping is None:
-            context.headers[TOOLS_HEADER] = f"{len(tools)}/{len(tools)}"
+            self._count(context, len(tools), len(tools))
             return
         signals = context.signals
         scores = signals.tool_scores if signals is not None else None
@@ -53,8 +60,14 @@ class ToolStage(Stage):
         else:
             for key in ("tools", "tool_choice", "parallel_tool_calls"):
                 body.pop(key, None)
-        context.headers[TOOLS_HEADER] = f"{len(kept)}/{len(tools)}"
+        self._count(context, len(tools), len(kept))
         context.trace[self.name] = {
             "total": len(tools),
             "kept": [{"name": names[i], "score": round(float(scores[i]), 4)} for i in kept],
         }
+
+    def _count(self, context: StageContext, total: int, kept: int) -> None:
+        context.headers[TOOLS_HEADER] = f"{kept}/{total}"
+        if not context.probe:
+            self.metrics.offered.observe(total)
+            self.metrics.kept.observe(kept)
