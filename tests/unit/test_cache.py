@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
 from envoy.service.ext_proc.v3.external_processor_pb2 import (
-    HttpBody,
     HttpHeaders,
     ProcessingRequest,
 )
@@ -47,6 +46,7 @@ from tests.unit.test_extproc import (
     mutations,
     request_body,
     request_headers,
+    response_body,
     response_headers,
 )
 
@@ -637,10 +637,6 @@ async def test_serving_goes_on_without_redis(
 
 
 # --- the stage through the ext_proc server (real protobuf messages, no Envoy) ---------------
-
-
-def response_body(raw: bytes, end: bool) -> ProcessingRequest:
-    return ProcessingRequest(response_body=HttpBody(body=raw, end_of_stream=end))
 
 
 async def test_extproc_asks_for_a_storable_response_and_answers_the_hit_itself() -> None:

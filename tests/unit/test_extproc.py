@@ -100,6 +100,10 @@ def request_body(raw: bytes, end: bool = True) -> ProcessingRequest:
     return ProcessingRequest(request_body=HttpBody(body=raw, end_of_stream=end))
 
 
+def response_body(raw: bytes, end: bool) -> ProcessingRequest:
+    return ProcessingRequest(response_body=HttpBody(body=raw, end_of_stream=end))
+
+
 def response_headers(content_type: str) -> ProcessingRequest:
     pairs = {":status": "200", "content-type": content_type}
     return ProcessingRequest(response_headers=HttpHeaders(headers=header_map(pairs)))

@@ -304,12 +304,18 @@ def _local_replies(
     }
 
 
-def _extproc_filter(options: EnvoyOptions, observes_responses: bool) -> dict[str, Any]:
-    """With `observes_responses` (the response cache on), the processor sees response headers
+def observes_responses(config: RouterConfig) -> bool:
+    """Whether some stage may see or change responses (the processor then gets response
+    headers, and asks for the bodies it needs): the response cache."""
+    return config.cache.backend != "off"
+
+
+def _extproc_filter(options: EnvoyOptions, sees_responses: bool) -> dict[str, Any]:
+    """With `sees_responses` (`observes_responses`), the processor sees response headers
     and, by a mode override in its answer, the bodies it stores. Envoy ignores mode overrides
     when the body is sent without waiting for the headers answer, so then the request body is
     BUFFERED: two round trips for a request and one for its response headers, instead of one."""
-    request_body = "BUFFERED" if observes_responses else "STREAMED"
+    request_body = "BUFFERED" if sees_responses else "STREAMED"
     return {
         "name": EXTPROC_FILTER,
         "typed_config": {
@@ -322,13 +328,13 @@ def _extproc_filter(options: EnvoyOptions, observes_responses: bool) -> dict[str
                 "request_header_mode": "SEND",
                 "request_body_mode": request_body,
                 "request_trailer_mode": "SKIP",
-                "response_header_mode": "SEND" if observes_responses else "SKIP",
+                "response_header_mode": "SEND" if sees_responses else "SKIP",
                 "response_body_mode": "NONE",
                 "response_trailer_mode": "SKIP",
             },
             "allow_mode_override": True,
             # One round trip: the processor answers the headers once it has the whole body.
-            "send_body_without_waiting_for_header_response": not observes_responses,
+            "send_body_without_waiting_for_header_response": not sees_responses,
         },
     }
 
@@ -429,7 +435,7 @@ def bootstrap(config: RouterConfig, options: EnvoyOptions) -> dict[str, Any]:
             ],
         },
         "http_filters": [
-            _extproc_filter(options, config.cache.backend != "off"),
+            _extproc_filter(options, observes_responses(config)),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": _TYPE + "extensions.filters.http.router.v3.Router"},

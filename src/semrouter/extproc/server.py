@@ -81,7 +81,7 @@ from semrouter.pipeline.errors import (
 from semrouter.pipeline.flow import Pipeline, Prepared
 from semrouter.pipeline.request import parse_chat_request
 from semrouter.pipeline.router import Router
-from semrouter.stages import ResponseCapture, StageAnswer
+from semrouter.stages import ResponseCapture, RewriteChain, StageAnswer
 
 log = logging.getLogger("semrouter.extproc")
 
@@ -179,6 +179,7 @@ class Exchange:
         self.chunks: list[bytes] = []
         self.received = 0
         self.capture: ResponseCapture | None = None
+        self.rewriting: RewriteChain | None = None
 
     async def handle(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         if message.HasField("protocol_config"):
@@ -196,8 +197,8 @@ class Exchange:
                 return await self.on_request_body(message.request_body)
             if kind == "response_headers":
                 return [self.on_response_headers(message.response_headers)]
-            if kind == "response_body" and self.capture is not None:
-                self.on_response_body(message.response_body)
+            if kind == "response_body" and (self.capture is not None or self.rewriting is not None):
+                return [self.on_response_body(message.response_body)]
         except RouterError as error:
             self.pipeline.metrics.failed(error)
             return [immediate(error)]
@@ -303,7 +304,13 @@ class Exchange:
         prepared = self.prepared
         if prepared is None or prepared.answer is None:
             return None
-        return answered(prepared.answer, prepared.headers)
+        answer = prepared.answer
+        if prepared.rewriters:
+            content_type, body = RewriteChain(prepared.rewriters).whole(
+                answer.status, answer.content_type, answer.body
+            )
+            answer = StageAnswer(body, content_type, answer.status)
+        return answered(answer, prepared.headers)
 
     def on_response_headers(self, headers: HttpHeaders) -> ProcessingResponse:
         added = dict(self.prepared.headers) if self.prepared is not None else {}
@@ -315,23 +322,40 @@ class Exchange:
                 added["cache-control"] = "no-cache"
             if self.response_body_mode is None or self.response_body_mode in _BUFFERING:
                 response.mode_override.CopyFrom(STREAM_RESPONSE)
-        if self.prepared is not None and self.prepared.observers:
+        removed: list[str] = []
+        if self.prepared is not None and (self.prepared.observers or self.prepared.rewriters):
             raw_status = values.get(":status", "")
             status = int(raw_status) if raw_status.isdigit() else 0
             capture = ResponseCapture(self.prepared.observers, status, content_type)
             if capture.active:
                 self.capture = capture
                 response.mode_override.CopyFrom(STREAM_RESPONSE)
-        response.response_headers.response.header_mutation.CopyFrom(set_headers(added))
+            if self.prepared.rewriters:
+                self.rewriting = RewriteChain(self.prepared.rewriters)
+                rewritten_type = self.rewriting.begin(status, content_type)
+                if rewritten_type != content_type:
+                    added["content-type"] = rewritten_type
+                removed.append("content-length")
+                response.mode_override.CopyFrom(STREAM_RESPONSE)
+        response.response_headers.response.header_mutation.CopyFrom(set_headers(added, removed))
         return response
 
-    def on_response_body(self, body: HttpBody) -> None:
-        """A body a stage observes: kept as it passes (Envoy forwards it unchanged)."""
-        assert self.capture is not None
-        self.capture.feed(body.body)
-        if body.end_of_stream:
-            self.capture.finish()
-            self.capture = None
+    def on_response_body(self, body: HttpBody) -> ProcessingResponse:
+        """A body a stage observes or rewrites, streamed: kept as it passes, each chunk
+        answered with what the rewriters make of it (else Envoy forwards it unchanged)."""
+        if self.capture is not None:
+            self.capture.feed(body.body)
+            if body.end_of_stream:
+                self.capture.finish()
+                self.capture = None
+        answer = BodyResponse()
+        if self.rewriting is not None:
+            out = self.rewriting.feed(body.body)
+            if body.end_of_stream:
+                out += self.rewriting.finish()
+                self.rewriting = None
+            answer.response.body_mutation.body = out
+        return ProcessingResponse(response_body=answer)
 
 
 # The generated gRPC base class has no stubs (xds-protos ships none), so it is Any to mypy.

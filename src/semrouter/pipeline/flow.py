@@ -42,7 +42,13 @@ from semrouter.pipeline.errors import (
 from semrouter.pipeline.metrics import PipelineMetrics
 from semrouter.pipeline.request import ChatRequest, classify_input, message_text, parse_chat_request
 from semrouter.pipeline.router import Route, Router
-from semrouter.stages import ResponseObserver, Stage, StageAnswer, StageContext
+from semrouter.stages import (
+    ResponseObserver,
+    ResponseRewriter,
+    Stage,
+    StageAnswer,
+    StageContext,
+)
 from semrouter.tools import ToolStage
 
 OFF_LOOP_PARSE_BYTES = 256 * 1024
@@ -56,7 +62,8 @@ class Prepared:
     `x-semrouter-*` headers the client gets. With router auth on, `key_name` is the client key's
     configured name and `tenant` what caches and budgets partition by (also in the headers as
     x-semrouter-tenant); both None with auth off. `answer`: a stage's own response (the
-    backend is not called); `observers`: the stages that want the completed response."""
+    backend is not called); `observers`: the stages that want the completed response;
+    `rewriters`: what changes the response on its way to the client (the answer's too)."""
 
     chat: ChatRequest
     route: Route
@@ -66,6 +73,7 @@ class Prepared:
     key_name: str | None = None
     answer: StageAnswer | None = None
     observers: list[ResponseObserver] = field(default_factory=list)
+    rewriters: list[ResponseRewriter] = field(default_factory=list)
 
 
 class Admission:
@@ -204,6 +212,7 @@ class Pipeline:
             route_headers,
             answer=context.answer,
             observers=context.observers,
+            rewriters=context.rewriters,
         )
         if principal is None:
             return prepared

@@ -45,7 +45,7 @@ from semrouter.pipeline.flow import Pipeline
 from semrouter.pipeline.router import Router
 from semrouter.proxy.metrics import Metrics
 from semrouter.proxy.upstream import Upstreams
-from semrouter.stages import ResponseCapture
+from semrouter.stages import ResponseCapture, RewriteChain
 
 log = logging.getLogger("semrouter.proxy")
 JSON = "application/json"
@@ -206,10 +206,12 @@ class ProxyApp:
                 await self._read_body(request), request.headers, principal
             )
             route, route_headers = prepared.route, prepared.headers
+            rewrite = RewriteChain(prepared.rewriters)
             if prepared.answer is not None:
                 answer = prepared.answer
                 headers = {**route_headers, "cache-control": "no-cache"}
-                return Response(answer.body, answer.status, headers, answer.content_type)
+                content_type, body = rewrite.whole(answer.status, answer.content_type, answer.body)
+                return Response(body, answer.status, headers, content_type)
             started = time.perf_counter()
             upstream = await unless_disconnected(
                 request,
@@ -232,10 +234,10 @@ class ProxyApp:
         capture = ResponseCapture(prepared.observers, upstream.status, upstream.content_type)
         if upstream.is_event_stream:
             return StreamingResponse(
-                self._relay(upstream.chunks(), capture),
+                self._relay(upstream.chunks(), capture, rewrite),
                 status_code=upstream.status,
                 headers=headers,
-                media_type=upstream.content_type,
+                media_type=rewrite.begin(upstream.status, upstream.content_type),
             )
         try:
             payload = await unless_disconnected(request, upstream.read())
@@ -245,23 +247,29 @@ class ProxyApp:
             return Response(status_code=499)
         capture.feed(payload)
         capture.finish()
-        return Response(payload, upstream.status, headers=headers, media_type=upstream.content_type)
+        media_type, payload = rewrite.whole(upstream.status, upstream.content_type, payload)
+        return Response(payload, upstream.status, headers=headers, media_type=media_type)
 
     async def _relay(
-        self, chunks: AsyncGenerator[bytes, None], capture: ResponseCapture
+        self, chunks: AsyncGenerator[bytes, None], capture: ResponseCapture, rewrite: RewriteChain
     ) -> AsyncIterator[bytes]:
-        """Pass SSE events on as they come; a backend failure mid-stream ends in an error event
-        and `[DONE]`. Closing the relay (the client went away) closes the upstream stream.
-        The capture sees each event after it was passed on, and finishes only after `[DONE]`."""
+        """Pass SSE events on as they come (through the request's rewriters); a backend
+        failure mid-stream ends in an error event and `[DONE]` (rewritten too, not finished).
+        Closing the relay (the client went away) closes the upstream stream. The capture sees
+        each backend event after it was passed on, and finishes only after `[DONE]`."""
         try:
             async with aclosing(chunks):
                 async for chunk in chunks:
-                    yield chunk
+                    if out := rewrite.feed(chunk):
+                        yield out
                     capture.feed(chunk)
         except RouterError as error:
             self.pipeline.metrics.failed(error)
-            yield _sse_error(error)
+            if out := rewrite.feed(_sse_error(error)):
+                yield out
             return
+        if tail := rewrite.finish():
+            yield tail
         capture.finish()
 
     async def classify(self, request: Request) -> Response:

@@ -12,7 +12,10 @@ Two more things a stage may do, which both transports carry out the same way:
   an ImmediateResponse);
 - watch the backend's response: append a `ResponseObserver` to `context.observers`. The
   transport keeps the body as it passes (a `ResponseCapture`, bounded by the observer's
-  `max_bytes`; the client is never held up) and calls `completed` once it ended normally.
+  `max_bytes`; the client is never held up) and calls `completed` once it ended normally;
+- change the response on its way to the client: append a `ResponseRewriter` to
+  `context.rewriters`. Every body chunk passes through the rewriters in order (a stage's own
+  answer too); observers see the backend's bytes before any rewriting.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class StageContext:
     tenant: the authenticated tenant (router.auth on), else None.
     answer: set by a stage that answers the request itself (no backend call).
     observers: what wants to see the backend's completed response.
+    rewriters: what changes the response the client gets, in order.
     probe: /api/v1/classify: report what would happen, change no state (no stores, counters).
     """
 
@@ -57,6 +61,7 @@ class StageContext:
     tenant: str | None = None
     answer: StageAnswer | None = None
     observers: list[ResponseObserver] = field(default_factory=list)
+    rewriters: list[ResponseRewriter] = field(default_factory=list)
     probe: bool = False
 
 
@@ -129,6 +134,58 @@ class ResponseCapture:
             if len(body) <= observer.max_bytes:
                 observer.completed(response)
         self.observers = []
+
+
+class ResponseRewriter(ABC):
+    """Changes the backend's response body (JSON or an event stream) on its way to the client,
+    chunk by chunk. One instance per request. What it holds back between chunks (a partial
+    event) must be bounded."""
+
+    def begin(self, status: int, content_type: str) -> str:
+        """The response's status and content type, before any body: returns the content type
+        the client gets."""
+        return content_type
+
+    @abstractmethod
+    def feed(self, chunk: bytes) -> bytes:
+        """The next chunk as the backend sent it; returns what the client gets now."""
+
+    @abstractmethod
+    def finish(self) -> bytes:
+        """The body ended normally: what is still held back."""
+
+
+class RewriteChain:
+    """The rewriters of one response, applied in order (the first sees the backend's bytes)."""
+
+    def __init__(self, rewriters: Sequence[ResponseRewriter]) -> None:
+        self.rewriters = list(rewriters)
+
+    def __bool__(self) -> bool:
+        return bool(self.rewriters)
+
+    def begin(self, status: int, content_type: str) -> str:
+        for rewriter in self.rewriters:
+            content_type = rewriter.begin(status, content_type)
+        return content_type
+
+    def feed(self, chunk: bytes) -> bytes:
+        for rewriter in self.rewriters:
+            if not chunk:
+                break
+            chunk = rewriter.feed(chunk)
+        return chunk
+
+    def finish(self) -> bytes:
+        pending = b""
+        for rewriter in self.rewriters:
+            pending = (rewriter.feed(pending) if pending else b"") + rewriter.finish()
+        return pending
+
+    def whole(self, status: int, content_type: str, body: bytes) -> tuple[str, bytes]:
+        """A body that is all there: its content type and bytes as the client gets them."""
+        content_type = self.begin(status, content_type)
+        return content_type, self.feed(body) + self.finish()
 
 
 class Stage(ABC):
