@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from semrouter.config import ConfigError, RouterConfig, default_config_path, load_config
+from semrouter.config.reference import reference
 from semrouter.embed.model_cache import SetupError
 
 DEFAULT_CONFIG = str(default_config_path())
@@ -34,6 +35,11 @@ def load_router_config(path: str) -> RouterConfig:
         raise CliError(str(exc)) from None
 
 
+def cmd_config_reference(_args: argparse.Namespace) -> int:
+    print(reference(), end="")
+    return 0
+
+
 def cmd_config_validate(args: argparse.Namespace) -> int:
     config = load_router_config(args.file)
     print(
@@ -51,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from semrouter.proxy.http11 import bounded_protocol
 
     uvicorn.run(
-        create_app(config),
+        create_app(config, args.config),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -186,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate = config_commands.add_parser("validate", help="check a config and list every error")
     validate.add_argument("file")
     validate.set_defaults(func=cmd_config_validate)
+    reference = config_commands.add_parser(
+        "reference", help="print the config reference (Markdown), generated from the schema"
+    )
+    reference.set_defaults(func=cmd_config_reference)
 
     route = commands.add_parser("route", help="route a JSONL file offline (no backend needed)")
     route.add_argument("--config", default=DEFAULT_CONFIG)
