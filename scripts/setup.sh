@@ -27,15 +27,24 @@ if ! .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then
   CMAKE_ARGS="-DGGML_NATIVE=OFF" "${PIP[@]}" install 'llama-cpp-python[server]==0.3.36'
 fi
 # The container-image test (tests/e2e/test_image.py) makes a Debian base with debootstrap and
-# builds the image on it with buildah; the bench harness's tests drive wrk: Debian packages,
+# builds the image on it with buildah; the bench harness's tests drive wrk; the dashboard's
+# browser tests drive chromium, and its charting library comes from npm: Debian packages,
 # installed when missing.
 missing=()
-for tool in buildah debootstrap wrk; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in buildah debootstrap wrk chromium npm; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   "${sudo[@]}" apt-get update -qq
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The dashboard's charting library (uPlot, pinned with its hash in package-lock.json) from npm,
+# vendored into static/vendor/ (git-ignored; a wheel built afterwards carries it). Playwright
+# from PyPI drives Debian's chromium in tests/e2e/test_dashboard.py (never `playwright install`).
+dashboard=src/semrouter/dashboard
+npm ci --prefix "$dashboard/frontend" --no-audit --no-fund --silent
+mkdir -p "$dashboard/static/vendor"
+cp "$dashboard"/frontend/node_modules/uplot/dist/{uPlot.iife.min.js,uPlot.min.css} "$dashboard/static/vendor/"
+"${PIP[@]}" install 'playwright>=1.45'
 # Convert the embedding model to ONNX once, into the cache folder.
 .venv/bin/semrouter setup

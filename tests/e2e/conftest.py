@@ -51,7 +51,8 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
-def start_llama(alias: str, log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_llama(alias: str, log_dir: Path, *flags: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The llama.cpp server on SmolLM2 as `alias` (flags: more server options)."""
     port = free_port()
     log = open(log_dir / f"{alias}.log", "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
@@ -71,6 +72,7 @@ def start_llama(alias: str, log_dir: Path) -> tuple[subprocess.Popen[bytes], str
             "2048",
             "--n_threads",
             "1",
+            *flags,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -80,11 +82,13 @@ def start_llama(alias: str, log_dir: Path) -> tuple[subprocess.Popen[bytes], str
 
 
 class Tap:
-    """A recording reverse proxy in a background thread: records JSON bodies, streams replies."""
+    """A recording reverse proxy in a background thread: records JSON bodies and request
+    headers (lowercase names), streams replies."""
 
     def __init__(self, target: str) -> None:
         self.target = target.rstrip("/")
         self.bodies: list[dict] = []
+        self.headers: list[dict[str, str]] = []
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -108,6 +112,7 @@ class Tap:
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         if raw:
             import json
 

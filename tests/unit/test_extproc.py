@@ -381,7 +381,7 @@ async def test_event_stream_is_never_buffered_whole(
 
 async def test_other_paths_pass_through(servicer: ExtProcServicer) -> None:
     replies = await drive(
-        servicer, [request_headers(path="/v1/embeddings"), request_body(b"not json at all")]
+        servicer, [request_headers(path="/v1/files"), request_body(b"not json at all")]
     )
     assert replies[0].mode_override == PASS_THROUGH
     assert not replies[0].request_headers.HasField("response")
@@ -486,11 +486,25 @@ def test_bootstrap_routes_on_the_model_header() -> None:
         "health",
         "models",
         "model_fast",
+        "model_fast_completions",
         "model_reasoner",
+        "model_reasoner_completions",
+        "api_anthropic",
+        "api_responses",
+        "api_completions",
+        "api_embeddings",
         "fallback",
         "not_found",
     ]
     by_name = {r["name"]: r for r in routes}
+    assert by_name["model_reasoner_completions"]["match"]["path"] == "/openai/v1/completions"
+    # A client API's first route keeps the processor on and sends it the response, streamed.
+    api = by_name["api_anthropic"]
+    assert api["match"] == {"path": "/v1/messages"}
+    assert api["direct_response"]["status"] == 503
+    mode = api["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["overrides"]
+    assert mode["processing_mode"]["response_header_mode"] == "SEND"
+    assert mode["processing_mode"]["response_body_mode"] == "STREAMED"
     assert by_name["model_fast"]["match"] == {
         "path": "/v1/chat/completions",
         "headers": [{"name": "x-semrouter-model", "string_match": {"exact": "fast"}}],

@@ -10,11 +10,17 @@ and with `prompt-guardrail` (PyPI: TF-IDF + logistic regression) on the same tex
 TPR at 1/2/5% FPR, the confusion at each guard's own threshold, recall per attack kind, the
 flagged rate per benign kind and on the chat set, and the latency of the head beyond the
 encoder pass (one text per call, the router's per-request shape).
+
+The PII section scores `semrouter.signals.pii` on data/pii (tune, and validation never tuned
+on) with NER off (the pattern path) and on, and Presidio's AnalyzerEngine at its defaults
+(spaCy en_core_web_sm) on the same texts: precision and recall per type and overall (exact type
+and span), the share of negatives with no entity, and the latency of one 200-token text.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -25,10 +31,20 @@ from typing import Any
 
 import numpy as np
 
-from semrouter.bench.common import BenchError, latency_summary, run_metadata, time_ms, write_json
+from semrouter.bench.common import (
+    REPO_ROOT,
+    BenchError,
+    latency_summary,
+    minilm_token_counter,
+    run_metadata,
+    time_ms,
+    write_json,
+)
 from semrouter.config import ConfigError, load_config
+from semrouter.config.schema import PII_TYPES, PiiConfig
 from semrouter.embed.base import Embedder, Encoded
 from semrouter.signals.jailbreak import load_jailbreak
+from semrouter.signals.pii import SPACY_MODEL, PiiDetector
 from semrouter.train.features import encode_texts
 from semrouter.train.guard_data import GuardExample, guard_examples, realistic_chat_validation
 from semrouter.train.jailbreak import by_split, is_hard_benign, roc_auc, tpr_at_fpr
@@ -204,8 +220,216 @@ def jailbreak_section(args: argparse.Namespace, embedder: Embedder) -> Section:
     return Section(data, lines)
 
 
+# Presidio's entity names for ours (DATE_TIME is its nearest type to a date of birth).
+PRESIDIO_TYPES = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "US_SSN": "US_SSN",
+    "IBAN_CODE": "IBAN",
+    "IP_ADDRESS": "IP_ADDRESS",
+    "PERSON": "PERSON",
+    "LOCATION": "LOCATION",
+    "DATE_TIME": "DATE_OF_BIRTH",
+}
+PII_LATENCY_TOKENS = 200
+Span = tuple[str, int, int]  # (type, start, end)
+
+
+@dataclass(frozen=True)
+class PiiExample:
+    id: str
+    kind: str
+    text: str
+    entities: frozenset[Span]
+
+
+def pii_examples(directory: Path, split: str) -> list[PiiExample]:
+    """One split of the PII evaluation set (data/pii/<split>.jsonl)."""
+    path = directory / f"{split}.jsonl"
+    if not path.is_file():
+        raise BenchError(f"{path} not found (python data/pii/build.py writes it)")
+    examples = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        spans = frozenset((e["type"], e["start"], e["end"]) for e in row["entities"])
+        examples.append(PiiExample(row["id"], row["kind"], row["text"], spans))
+    return examples
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def score_pii(examples: Sequence[PiiExample], found: Sequence[set[Span]]) -> dict[str, Any]:
+    """Precision / recall per type and overall (exact type and span), and the clean rate."""
+    counts = {t: {"tp": 0, "fp": 0, "fn": 0} for t in PII_TYPES}
+    negatives = clean = 0
+    for example, spans in zip(examples, found, strict=True):
+        for kind, *_ in spans & example.entities:
+            counts[kind]["tp"] += 1
+        for kind, *_ in spans - example.entities:
+            counts[kind]["fp"] += 1
+        for kind, *_ in example.entities - spans:
+            counts[kind]["fn"] += 1
+        if not example.entities:
+            negatives += 1
+            clean += not spans
+    total = {k: sum(c[k] for c in counts.values()) for k in ("tp", "fp", "fn")}
+
+    def figures(c: dict[str, int]) -> dict[str, Any]:
+        return {
+            **c,
+            "precision": _ratio(c["tp"], c["tp"] + c["fp"]),
+            "recall": _ratio(c["tp"], c["tp"] + c["fn"]),
+        }
+
+    return {
+        "texts": len(examples),
+        "negatives": negatives,
+        "clean_rate": _ratio(clean, negatives),
+        "overall": figures(total),
+        "by_type": {kind: figures(c) for kind, c in counts.items()},
+    }
+
+
+def _presidio() -> Callable[[str], set[Span]] | None:
+    """Presidio's AnalyzerEngine at its defaults on spaCy en_core_web_sm, or None without it."""
+    try:
+        import tldextract.tldextract
+        from presidio_analyzer import AnalyzerEngine
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+    except ImportError:
+        return None
+    # Its email recogniser's tldextract would fetch the public suffix list: use the bundled one.
+    tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=())
+    provider = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
+        }
+    )
+    engine = AnalyzerEngine(nlp_engine=provider.create_engine())
+    entities = list(PRESIDIO_TYPES)
+
+    def analyze(text: str) -> set[Span]:
+        results = engine.analyze(text, language="en", entities=entities)
+        return {(PRESIDIO_TYPES[r.entity_type], r.start, r.end) for r in results}
+
+    return analyze
+
+
+_WORST_NAMES = ("Ada Brook", "Ben Castell", "Cora Dunmore", "Dev Eastwick", "Eli Farrow")
+
+
+def _ner_worst_text(tokens: Callable[[str], int]) -> str:
+    """~200 tokens with a capitalised pair in every sentence and no introducing phrase: NER
+    then reads the whole text (the detector's worst case, short of its ner_chars budget)."""
+    sentences: list[str] = []
+    while tokens(" ".join(sentences)) < PII_LATENCY_TOKENS:
+        a = _WORST_NAMES[len(sentences) % len(_WORST_NAMES)]
+        b = _WORST_NAMES[(len(sentences) + 2) % len(_WORST_NAMES)]
+        sentences.append(f"Yesterday {a} met {b} near the station and they talked for hours.")
+    return " ".join(sentences)
+
+
+def _latency_texts(
+    examples: Sequence[PiiExample], count: int, tokens: Callable[[str], int]
+) -> list[str]:
+    """`count` texts of ~200 encoder tokens, each joined from consecutive examples."""
+    texts: list[str] = []
+    i = 0
+    while len(texts) < count and i < len(examples):
+        parts: list[str] = []
+        while i < len(examples) and tokens(" ".join(parts)) < PII_LATENCY_TOKENS:
+            parts.append(examples[i].text)
+            i += 1
+        texts.append(" ".join(parts))
+    return texts
+
+
+def _pii_row(name: str, split: str, f: dict[str, Any]) -> str:
+    o = f["overall"]
+    return (
+        f"| {name} | {split} | {f['texts']} | {o['tp'] + o['fn']} | {o['precision']} | "
+        f"{o['recall']} | {f['clean_rate']} ({f['negatives']}) |"
+    )
+
+
+def _detected(detector: PiiDetector, text: str) -> set[Span]:
+    return {(e.type, e.start, e.end) for e in detector.detect(text)}
+
+
+def pii_section(args: argparse.Namespace, embedder: Embedder) -> Section:
+    directory = Path(args.pii_data) if args.pii_data else REPO_ROOT / "data" / "pii"
+    splits = {s: pii_examples(directory, s) for s in args.pii_splits.split(",") if s}
+    guards: dict[str, Callable[[str], set[Span]]] = {}
+    for name, ner in (("semrouter patterns", False), ("semrouter + NER", True)):
+        detector = PiiDetector(PiiConfig(ner=ner))
+        detector.load()
+        guards[name] = partial(_detected, detector)
+    presidio = _presidio() if args.pii_baseline else None
+    if presidio is not None:
+        guards["Presidio (defaults, en_core_web_sm)"] = presidio
+    scores = {
+        name: {split: score_pii(ex, [guard(e.text) for e in ex]) for split, ex in splits.items()}
+        for name, guard in guards.items()
+    }
+    chat = realistic_chat_validation()[: args.limit]
+    chat_flagged = {
+        name: _ratio(sum(1 for text in chat if guard(text)), len(chat))
+        for name, guard in guards.items()
+    }
+    tokens = minilm_token_counter()
+    timed = _latency_texts(
+        [e for ex in splits.values() for e in ex], args.pii_latency_texts, tokens
+    )
+    latency = {
+        name: latency_summary([t for text in timed for t in time_ms(partial(guard, text), 5, 2)])
+        for name, guard in guards.items()
+    }
+    worst = _ner_worst_text(tokens)
+    latency["semrouter + NER, worst case (NER reads all of it)"] = latency_summary(
+        time_ms(partial(guards["semrouter + NER"], worst), 50, 5)
+    )
+    lines = [
+        "| Detector | split | texts | entities | precision | recall | negatives clean (n) |",
+        "|---|---|---|---|---|---|---|",
+        *(_pii_row(n, s, f) for n, per in scores.items() for s, f in per.items()),
+        "",
+        "| Type | " + " | ".join(f"{n} P / R" for n in guards) + " |",
+        "|---|" + "---|" * len(guards),
+    ]
+    last = list(splits)[-1]
+    for kind in PII_TYPES:
+        cells = []
+        for per in scores.values():
+            t = per[last]["by_type"][kind]
+            cells.append(f"{t['precision']} / {t['recall']} ({t['tp'] + t['fn']})")
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += [
+        f"(per type: the {last} split; n = labelled entities)",
+        "",
+        f"Realistic chat queries without PII (data/validation, n = {len(chat)}) with any entity: "
+        + ", ".join(f"{name} {rate}" for name, rate in chat_flagged.items()),
+        "",
+        f"| Latency, one ~{PII_LATENCY_TOKENS}-token text ({len(timed)} texts from the set) | "
+        "p50 ms | p99 ms |",
+        "|---|---|---|",
+        *(f"| {name} | {s['p50_ms']} | {s['p99_ms']} |" for name, s in latency.items()),
+    ]
+    data = {
+        "splits": {s: len(ex) for s, ex in splits.items()},
+        "scores": scores,
+        "latency": latency,
+        "chat_flagged": chat_flagged,
+    }
+    return Section(data, lines)
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace, Embedder], Section]] = {
     "jailbreak": jailbreak_section,
+    "pii": pii_section,
 }
 
 

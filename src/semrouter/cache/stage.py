@@ -5,7 +5,9 @@ each chat request it sets `x-semrouter-cache`:
 
   bypass  not looked up, not stored: the cache is off or disabled for the decision, the client
           sent `Cache-Control: no-store`, `n` > 1, no user turn, a last user turn longer than
-          `max_text_chars`, no embedding, or the backend is unavailable (Redis down or slow)
+          `max_text_chars`, no embedding, a guard redacted it (semrouter.guards: the entry would
+          keep its values, and its answer holds placeholders), or the backend is unavailable
+          (Redis down or slow)
   hit     an entry of the same scope (keys.py) whose last user turn is within the threshold
           (the decision's, else `cache.threshold`) and passes verification (verify.py): the
           stage answers (stages.StageAnswer), as JSON or SSE as asked; no backend call
@@ -186,6 +188,8 @@ class CacheStage(Stage):
 
     def _refusal(self, context: StageContext) -> str | None:
         """Why this request is neither looked up nor stored (None: it may be)."""
+        if context.private:  # a guard redacted it: neither its values nor its answer are kept
+            return "redacted"
         if "no-store" in _directives(context):
             return "no-store"
         n = context.body.get("n")

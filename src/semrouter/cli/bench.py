@@ -1,4 +1,4 @@
-"""`semrouter bench overhead|classify|reasoning|replay|tools|soak|cache|guards|conversations`:
+"""`semrouter bench overhead|classify|reasoning|replay|tools|soak|cache|guards|conversations|slo`:
 the benchmarks.
 
 Registered on the main parser by `add_bench_parsers(commands)`. Each bench module is imported
@@ -268,10 +268,21 @@ def _add_guards(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="Validation splits never tuned on; see semrouter.bench.guards.",
     )
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="embedding settings")
-    parser.add_argument("--sections", default="jailbreak", help="comma list: jailbreak")
+    parser.add_argument("--sections", default="jailbreak", help="comma list: jailbreak, pii")
     parser.add_argument("--head", default="jailbreak", help="jailbreak head (name or .npz)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many texts per set")
     parser.add_argument("--latency-texts", type=int, default=200, help="texts timed one by one")
+    parser.add_argument("--pii-data", default=None, help="PII set directory (default: data/pii)")
+    parser.add_argument("--pii-splits", default="tune,validation", help="comma list of splits")
+    parser.add_argument(
+        "--pii-latency-texts", type=int, default=20, help="~200-token texts timed for PII"
+    )
+    parser.add_argument(
+        "--pii-baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Presidio at its defaults beside (needs presidio-analyzer)",
+    )
     parser.add_argument("--output", default="out/bench/guards.json")
     parser.set_defaults(func=_runner("guards"))
 
@@ -295,6 +306,45 @@ def _add_conversations(commands: argparse._SubParsersAction[argparse.ArgumentPar
     parser.set_defaults(func=_runner("conversations"))
 
 
+def _add_slo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "slo",
+        help="a latency SLO under a load ramp: reasoning on, off, routed, and the SLO controller",
+        description="Against the loaded stand-in; accuracy from the recorded MMLU-Pro outcomes "
+        "of fast_strong_pair (see semrouter.bench.slo).",
+    )
+    parser.add_argument("--arms", default="on,off,routed,controlled", help="comma list")
+    parser.add_argument("--steps", default="1,8,16,24,32,40,48,56,64", help="clients per step")
+    parser.add_argument("--step-s", type=float, default=11.0, help="seconds per step")
+    parser.add_argument("--slo-ms", type=float, default=2000.0, help="the p95 latency SLO")
+    parser.add_argument("--window-s", type=float, default=6.0, help="the controller's window")
+    parser.add_argument("--think-time-s", type=float, default=8.0, help="a client's mean pause")
+    parser.add_argument("--think-tokens", type=int, default=60, help="a full thought's tokens")
+    parser.add_argument("--think-rate", type=float, default=60.0, help="reasoning tokens/s")
+    parser.add_argument("--answer-delay-ms", type=float, default=30.0, help="per answer token")
+    parser.add_argument("--slots", type=int, default=8, help="the stand-in's batch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default=".cache/bench/slo", help="logs and configs")
+    parser.add_argument("--output", default="out/bench/slo.json")
+    parser.add_argument("--plot", default=None, help="PNG (default: output with .png)")
+    parser.set_defaults(func=_runner("slo"))
+
+
+def _add_observe(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "observe",
+        help="observability's cost per request (metrics, log line, spans), in-process",
+        description="What semrouter.observe adds to one request, off vs on vs traced, for a "
+        "JSON answer and a stream; rounds alternate the arms.",
+    )
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=2000, help="timed requests per arm/round")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed requests before each")
+    parser.add_argument("--tokens", type=int, default=64, help="output tokens (stream chunks)")
+    parser.add_argument("--output", default="out/bench/observe.json")
+    parser.set_defaults(func=_runner("observe"))
+
+
 def add_bench_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bench` and its subcommands to the main parser's subcommands."""
     bench = commands.add_parser("bench", help="benchmarks (results: docs/benchmarks.md)")
@@ -308,3 +358,5 @@ def add_bench_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
     _add_cache(benches)
     _add_guards(benches)
     _add_conversations(benches)
+    _add_slo(benches)
+    _add_observe(benches)

@@ -50,6 +50,15 @@ REASK_SIGNAL = "reask"
 DIRECT_DECISION = "direct"
 """The decision name of a request that named its model (no classification, no rules)."""
 ReasoningEffort = Literal["low", "medium", "high"]
+ThinkingBudget = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=262_144,
+        description="most reasoning tokens a request of this route may think (with "
+        "use_reasoning); see docs/configuration.md, 'Thinking budgets'",
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -83,6 +92,45 @@ class BreakerConfig(_Strict):
     )
 
 
+class ModelSlo(_Strict):
+    """A model's latency objectives (`models[].slo`): the SLO controller (semrouter.slo) degrades
+    routed requests while the rolling p95 (or error rate) of the model's live traffic breaks
+    one, and the TTFT watchdog fails a streamed request over when its first byte is late."""
+
+    ttft_p95_ms: PositiveFloat | None = Field(
+        default=None, description="p95 time to the first body byte (a JSON answer: its headers)"
+    )
+    latency_p95_ms: PositiveFloat | None = Field(
+        default=None, description="p95 time to the last body byte"
+    )
+    max_error_rate: Annotated[float, Field(gt=0.0, le=1.0)] | None = Field(
+        default=None, description="share of failed requests (backend errors) over the window"
+    )
+    first_byte_timeout_ms: PositiveFloat | None = Field(
+        default=None,
+        description="the TTFT watchdog: a streamed request with no first body byte within this "
+        "is tried on the next endpoint, then on `alternative` (nothing has reached the client)",
+    )
+    alternative: str | None = Field(
+        default=None,
+        description="the model degraded requests (`slo.degrade_order`: alternative) and the "
+        "watchdog's failovers go to",
+    )
+
+    @model_validator(mode="after")
+    def _an_objective(self) -> ModelSlo:
+        if (
+            self.ttft_p95_ms is None
+            and self.latency_p95_ms is None
+            and self.max_error_rate is None
+            and self.first_byte_timeout_ms is None
+        ):
+            raise ValueError(
+                "give ttft_p95_ms, latency_p95_ms, max_error_rate or first_byte_timeout_ms"
+            )
+        return self
+
+
 class ModelConfig(_Strict):
     name: str = Field(description="The name clients and decisions use.")
     provider_model_id: str | None = Field(
@@ -111,6 +159,7 @@ class ModelConfig(_Strict):
         default=1, description="Further attempts, on the next endpoint, after a failed one."
     )
     breaker: BreakerConfig = BreakerConfig()
+    slo: ModelSlo | None = None
 
     @property
     def upstream_id(self) -> str:
@@ -144,6 +193,14 @@ class ReasoningFamily(_Strict):
         default=None,
         description="reasoning_effort families only: effort sent when reasoning is off "
         "(default: the field is removed).",
+    )
+    budget_field: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="a body field the backend reads a thinking-token budget from, dotted for "
+        "nested objects (e.g. thinking_budget, thinking.budget_tokens): with it a decision's "
+        "reasoning_budget_tokens is sent there; without it the router enforces the budget "
+        "mid-stream (semrouter.reasoning.thinking_budget)",
     )
 
     @model_validator(mode="after")
@@ -257,6 +314,52 @@ class TurnsSignalConfig(_Strict):
         if self.max_turns is not None and self.max_turns < self.min_turns:
             raise ValueError("max_turns must be >= min_turns")
         return self
+
+
+PII_TYPES: tuple[str, ...] = (
+    "EMAIL",
+    "PHONE",
+    "CREDIT_CARD",
+    "US_SSN",
+    "IBAN",
+    "IP_ADDRESS",
+    "PERSON",
+    "LOCATION",
+    "DATE_OF_BIRTH",
+)
+"""The entity types the PII signal knows (semrouter.signals.pii documents each one's rule)."""
+
+
+class PiiConfig(_Strict):
+    """The PII detector (semrouter.signals.pii): which types, NER on or off, and its limits."""
+
+    types: list[str] = Field(
+        default_factory=lambda: list(PII_TYPES), description="the entity types to detect"
+    )
+    ner: bool = Field(
+        False,
+        description="spaCy NER (en_core_web_sm, the pii-ner extra) for PERSON names without an "
+        "introducing phrase; off: names only after one ('my name is', 'Dear', 'Name:', ...)",
+    )
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.5, description="entities scoring below this are dropped"
+    )
+    max_chars: Annotated[int, Field(ge=64, le=10_000_000)] = Field(
+        20_000, description="characters scanned per text; the rest is not (bounded work)"
+    )
+    ner_chars: Annotated[int, Field(ge=64, le=1_000_000)] = Field(
+        5_000, description="characters given to NER per text (its cost grows with length)"
+    )
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, types: list[str]) -> list[str]:
+        unknown = sorted(set(types) - set(PII_TYPES))
+        if unknown:
+            raise ValueError(f"unknown PII types {unknown}; known: {list(PII_TYPES)}")
+        if len(set(types)) != len(types):
+            raise ValueError("PII types are listed twice")
+        return types
 
 
 NamedSignalConfig = (
@@ -412,6 +515,67 @@ class BudgetConfig(_Strict):
         return self
 
 
+DegradeStep = Literal["effort", "thinking_budget", "reasoning_off", "alternative"]
+"""One step of the SLO controller's degradation of a routed request (`slo.degrade_order`)."""
+
+
+class SloConfig(_Strict):
+    """The SLO controller (`slo:`, semrouter.slo): rolling windows of each model's live TTFT,
+    latency and errors against its `models[].slo`, and the degradation it applies."""
+
+    enabled: bool = False
+    window_s: Annotated[float, Field(ge=1.0, le=3600.0)] = Field(
+        30.0, description="the rolling window the p95s and the error rate are taken over"
+    )
+    slots: Annotated[int, Field(ge=2, le=120)] = Field(
+        10, description="the window is a ring of this many time slots (bounded memory)"
+    )
+    min_samples: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        20, description="requests a window needs before it is judged"
+    )
+    degrade_order: list[DegradeStep] = Field(
+        default=["effort", "thinking_budget", "reasoning_off", "alternative"],
+        min_length=1,
+        description="the steps, first applied first; each level adds the next step",
+    )
+    recover_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        0.7, description="a level is left only once every p95 is below this share of its SLO"
+    )
+    hold_s: Annotated[float, Field(gt=0.0, le=3600.0)] | None = Field(
+        None,
+        description="least time between two level changes of a model (default, and least: "
+        "half the window, so the level changes at most twice per window)",
+    )
+    max_backoff: Annotated[int, Field(ge=1, le=64)] = Field(
+        8,
+        description="a step back that breaks the SLO again doubles the hold before the next "
+        "step back, up to this factor (no flapping around the load the SLO can carry)",
+    )
+    budget_factor: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        0.25, description="thinking_budget step: reasoning_budget_tokens scaled by this"
+    )
+
+    @field_validator("degrade_order")
+    @classmethod
+    def _unique_steps(cls, order: list[str]) -> list[str]:
+        if len(set(order)) != len(order):
+            raise ValueError(f"a step is listed twice: {order}")
+        return order
+
+    @model_validator(mode="after")
+    def _hold(self) -> SloConfig:
+        if self.hold_s is not None and self.hold_s < self.window_s / 2:
+            raise ValueError(
+                f"hold_s: {self.hold_s:g} is less than half of window_s ({self.window_s:g}); "
+                "the level could change more than twice per window"
+            )
+        return self
+
+    @property
+    def hold(self) -> float:
+        return self.hold_s if self.hold_s is not None else self.window_s / 2
+
+
 class Decision(_Strict):
     name: str
     priority: int = 0
@@ -422,8 +586,13 @@ class Decision(_Strict):
     selector: SelectorConfig | None = None
     use_reasoning: bool = False
     reasoning_effort: ReasoningEffort | None = None
+    reasoning_budget_tokens: ThinkingBudget = None
     system_prompt: SystemPrompt | None = None
     max_tokens: PositiveInt | None = None
+    protected: bool = Field(
+        default=False,
+        description="the SLO controller degrades it last, after every unprotected decision",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -440,6 +609,7 @@ class DefaultRoute(_Strict):
     model: str
     use_reasoning: bool = False
     reasoning_effort: ReasoningEffort | None = None
+    reasoning_budget_tokens: ThinkingBudget = None
 
 
 class LimitsConfig(_Strict):
@@ -636,6 +806,11 @@ class RouterSettings(_Strict):
         "Retry-After",
     )
     conversation: ConversationConfig = ConversationConfig()
+    embeddings_model: str | None = Field(
+        default=None,
+        description="the model (of `models`) whose endpoints answer POST /v1/embeddings, passed "
+        "through unrouted; unset: /v1/embeddings answers 404",
+    )
 
 
 class ToolKeeping(_Strict):
@@ -811,6 +986,247 @@ class AffinityConfig(_Strict):
     redis: RedisAffinityConfig = RedisAffinityConfig()
 
 
+class DashboardConfig(_Strict):
+    """The admin dashboard at /dashboard and its JSON APIs (semrouter.dashboard,
+    docs/dashboard.md): admin key or loopback only; the bounds of what it keeps."""
+
+    enabled: bool = Field(True, description="serve /dashboard and the admin APIs (off: 404)")
+    recent_decisions: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        200, description="routing decisions the pipeline keeps for the dashboard (ring buffer)"
+    )
+    record_content: bool = Field(
+        False, description="keep the start of each request's last user turn with its decision"
+    )
+    content_chars: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        200, description="characters of content kept per decision (with record_content)"
+    )
+    history_points: Annotated[int, Field(ge=2, le=10_000)] = Field(
+        300, description="metric snapshots kept for the live charts (one per stats poll, at most)"
+    )
+    sample_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = Field(
+        1.0, description="least time between two kept snapshots"
+    )
+
+
+_BUDGET_WITHOUT_REASONING = (
+    "{}.reasoning_budget_tokens: reasoning is off for this route (use_reasoning: false), so "
+    "there is no thinking to budget; remove it or set use_reasoning: true"
+)
+
+
+class ObserveConfig(_Strict):
+    """Metrics, tracing and the request log (semrouter.observe; docs/observability.md)."""
+
+    enabled: bool = Field(
+        True,
+        description="the GenAI and per-stage metrics, the request log, request ids and tracing "
+        "(off: only the routing counters such as semrouter_requests_total)",
+    )
+    request_log: bool = Field(True, description="one JSON line per request, on stderr")
+    log_content: bool = Field(
+        False, description="put the last user message in the request log (else no content)"
+    )
+    max_logged_content_chars: Annotated[int, Field(ge=0, le=65_536)] = Field(
+        1000, description="the most characters of content a log line carries (log_content)"
+    )
+    log_queue: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        10_000,
+        description="log lines waiting for the writer thread; past it lines are dropped "
+        "(counted in semrouter_request_log_dropped_total)",
+    )
+    tracing: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="OpenTelemetry spans: auto: on when OTEL_EXPORTER_OTLP_ENDPOINT, "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_TRACES_EXPORTER says where to send them "
+        "(OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none turn it off)",
+    )
+    max_usage_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = Field(
+        4096,
+        description="the most bytes kept while a `usage` object arrives split across chunks",
+    )
+    extproc_responses: bool = Field(
+        False,
+        description="semrouter extproc: ask Envoy for response headers and bodies (TTFT, "
+        "tokens, durations); costs a round trip per response chunk (envoy-config)",
+    )
+
+
+JAILBREAK_GUARD = "jailbreak"
+PII_GUARD = "pii"
+"""The guards' names: their signals (`pii:<TYPE>` too), header entries and metric labels."""
+GuardAction = Literal["block", "redact", "route", "flag", "off"]
+"""What a guard that fired does to the request (docs/configuration.md, "Safety guards")."""
+
+
+class GuardPolicy(_Strict):
+    """What one decision does when a guard fires (`guards.decisions.<name>.<guard>`): every
+    field left out is the guard's own (`guards.<guard>`)."""
+
+    action: GuardAction | None = None
+    model: str | None = Field(default=None, description="action route: the model to send to")
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        default=None, description="jailbreak only: the probability at or above which it acts"
+    )
+    act_on: list[str] | None = Field(
+        default=None, description="pii only: the entity types the action applies to"
+    )
+
+
+class JailbreakGuardConfig(_Strict):
+    """The jailbreak / prompt-injection guard (`guards.jailbreak`): signal `jailbreak`, from
+    the shipped head (semrouter.signals.jailbreak) on the router's own encoder pass."""
+
+    enabled: bool = False
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        default=None,
+        description="the probability at or above which the signal fires and the guard acts "
+        "(default: the head's shipped threshold)",
+    )
+    head: HeadArtifact = None
+    action: GuardAction = "flag"
+    model: str | None = Field(default=None, description="action route: the model to send to")
+
+
+class PiiGuardConfig(PiiConfig):
+    """The PII guard (`guards.pii`): the detector's settings (semrouter.signals.pii) plus the
+    policy. Signals `pii` (any entity) and `pii:<TYPE>` (per type of `types`)."""
+
+    enabled: bool = False
+    action: GuardAction = "flag"
+    model: str | None = Field(default=None, description="action route: the model to send to")
+    act_on: list[str] | None = Field(
+        default=None,
+        description="the entity types the action applies to (default: all of `types`); the "
+        "others are only flagged",
+    )
+
+
+class GuardDecision(_Strict):
+    """`guards.decisions.<name>`: one decision's policies (a guard left out keeps its own)."""
+
+    jailbreak: GuardPolicy | None = None
+    pii: GuardPolicy | None = None
+
+
+class GuardsConfig(_Strict):
+    """Safety guards (`guards:`, semrouter.guards): jailbreak and PII detection as signals,
+    and what each does per decision: block, redact, route, flag (docs/configuration.md)."""
+
+    jailbreak: JailbreakGuardConfig = JailbreakGuardConfig()
+    pii: PiiGuardConfig = PiiGuardConfig()
+    max_messages: Annotated[int, Field(ge=1, le=1024)] = Field(
+        16,
+        description="messages scanned per request, newest first: user turns and tool/function "
+        "results (both guards) and assistant turns (PII only: they hold restored values); "
+        "jailbreak reads each as classification does (router.limits.classify_chars), PII the "
+        "first guards.pii.max_chars characters",
+    )
+    on_error: Literal["block", "allow"] = Field(
+        "allow",
+        description="a guard that could not give its verdict (its model failed, no encoder "
+        "pass): block answers 503 guard_unavailable, allow lets the request through (header "
+        "<guard>=error)",
+    )
+    max_placeholders: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        256, description="redact: distinct values replaced in one request; beyond, it is refused"
+    )
+    decisions: dict[str, GuardDecision] = Field(
+        default={}, description="per decision name ('default' and 'direct' included): overrides"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.jailbreak.enabled or self.pii.enabled
+
+    @property
+    def redacts(self) -> bool:
+        """Some decision's PII policy redacts (responses are then rewritten)."""
+        return self.pii.enabled and any(
+            guard == PII_GUARD and action == "redact" for guard, _, action, _ in self.policies()
+        )
+
+    def signal_names(self) -> dict[str, str]:
+        """The signals the enabled guards give, mapped to their kind ('guard')."""
+        names: dict[str, str] = {}
+        if self.jailbreak.enabled:
+            names[JAILBREAK_GUARD] = "guard"
+        if self.pii.enabled:
+            names[PII_GUARD] = "guard"
+            names.update({f"{PII_GUARD}:{t}": "guard" for t in self.pii.types})
+        return names
+
+    def policies(self) -> list[tuple[str, str, GuardAction, str | None]]:
+        """(guard, path under guards:, action, model) of the guards' own policies and every
+        decision's."""
+        found: list[tuple[str, str, GuardAction, str | None]] = [
+            (JAILBREAK_GUARD, "jailbreak", self.jailbreak.action, self.jailbreak.model),
+            (PII_GUARD, "pii", self.pii.action, self.pii.model),
+        ]
+        for name, decision in self.decisions.items():
+            for guard, own in ((JAILBREAK_GUARD, self.jailbreak), (PII_GUARD, self.pii)):
+                policy: GuardPolicy | None = getattr(decision, guard)
+                if policy is not None:
+                    found.append(
+                        (
+                            guard,
+                            f"decisions.{name}.{guard}",
+                            policy.action or own.action,
+                            policy.model or own.model,
+                        )
+                    )
+        return found
+
+    @model_validator(mode="after")
+    def _policies(self) -> GuardsConfig:
+        errors: list[str] = []
+        for guard, where, action, model in self.policies():
+            if guard == JAILBREAK_GUARD and action == "redact":
+                errors.append(
+                    f"{where}.action: redact is for PII; the jailbreak guard blocks, routes or "
+                    "flags"
+                )
+            if action == "route" and model is None:
+                errors.append(f"{where}.model: action route needs the model to send to")
+        overrides = [(f"decisions.{name}", d) for name, d in self.decisions.items()]
+        for where, decision in overrides:
+            if decision.jailbreak is not None and decision.jailbreak.act_on is not None:
+                errors.append(f"{where}.jailbreak.act_on: only the pii guard has entity types")
+            if decision.pii is not None and decision.pii.threshold is not None:
+                errors.append(f"{where}.pii.threshold: the pii guard has no probability threshold")
+        types = [("pii.act_on", self.pii.act_on)] + [
+            (f"{where}.pii.act_on", d.pii.act_on) for where, d in overrides if d.pii is not None
+        ]
+        for where, act_on in types:
+            unknown = sorted(set(act_on or ()) - set(self.pii.types))
+            if unknown:
+                errors.append(f"{where}: {unknown} are not detected (guards.pii.types)")
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+    def cross_errors(
+        self, model_names: set[str], decisions: set[str], signals: set[str]
+    ) -> list[str]:
+        """Route targets and decision names that do not exist; signal names already taken."""
+        errors = [
+            f"guards.{where}.model: unknown model '{model}'"
+            for _, where, action, model in self.policies()
+            if action == "route" and model is not None and model not in model_names
+        ]
+        errors.extend(
+            f"guards.decisions.{name}: unknown decision '{name}' "
+            f"(known: {', '.join(sorted(decisions))})"
+            for name in self.decisions
+            if name not in decisions
+        )
+        errors.extend(
+            f"guards: signal '{name}' is already a configured signal's name"
+            for name in self.signal_names()
+            if name in signals
+        )
+        return errors
+
+
 class RouterConfig(_Strict):
     router: RouterSettings = RouterSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -823,6 +1239,10 @@ class RouterConfig(_Strict):
     cache: CacheConfig = CacheConfig()
     budget: BudgetConfig | None = None
     affinity: AffinityConfig = AffinityConfig()
+    observe: ObserveConfig = ObserveConfig()
+    slo: SloConfig = SloConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+    guards: GuardsConfig = GuardsConfig()
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
@@ -837,18 +1257,25 @@ class RouterConfig(_Strict):
         errors: list[str] = []
         model_names: set[str] = set()
         families = {**DEFAULT_REASONING_FAMILIES, **self.reasoning_families}
+        alternatives: list[tuple[int, str, str]] = []
         for i, model in enumerate(self.models):
             if model.name in model_names:
                 errors.append(f"models[{i}].name: duplicate model name '{model.name}'")
             model_names.add(model.name)
             if model.name in self.router.auto_model_names:
                 errors.append(f"models[{i}].name: '{model.name}' is an auto-routing name")
+            if model.slo is not None and model.slo.alternative is not None:
+                alternatives.append((i, model.name, model.slo.alternative))
             if model.reasoning_family and model.reasoning_family not in families:
                 errors.append(
                     f"models[{i}].reasoning_family: unknown reasoning family "
                     f"'{model.reasoning_family}' (known: {', '.join(sorted(families))})"
                 )
-        signal_names = self.signals.names()
+        for i, name, alternative in alternatives:
+            if alternative == name or alternative not in model_names:
+                what = "the model itself" if alternative == name else "an unknown model"
+                errors.append(f"models[{i}].slo.alternative: '{alternative}' is {what}")
+        signal_names = {**self.signals.names(), **self.guards.signal_names()}
         decision_names: set[str] = set()
         for i, decision in enumerate(self.decisions):
             where = f"decisions[{i}]"
@@ -868,8 +1295,17 @@ class RouterConfig(_Strict):
                 errors.extend(self._reasoning_errors(where, decision.models))
                 if decision.reasoning_effort is not None:
                     errors.extend(self._effort_errors(where, decision.models))
+            elif decision.reasoning_budget_tokens is not None:
+                errors.append(_BUDGET_WITHOUT_REASONING.format(where))
         errors.extend(self._auth_errors(model_names, decision_names))
         errors.extend(self._tools_errors(decision_names))
+        errors.extend(
+            self.guards.cross_errors(
+                model_names,
+                decision_names | {ROUTE_DECISION_DEFAULT, DIRECT_DECISION},
+                set(self.signals.names()),
+            )
+        )
         known = decision_names | {ROUTE_DECISION_DEFAULT, DIRECT_DECISION}
         errors.extend(
             f"cache.decisions.{name}: unknown decision '{name}' (known: {', '.join(sorted(known))})"
@@ -884,12 +1320,17 @@ class RouterConfig(_Strict):
         fallback = self.router.fallback_decision
         if fallback is not None and fallback not in decision_names:
             errors.append(f"router.fallback_decision: unknown decision '{fallback}'")
+        embeddings = self.router.embeddings_model
+        if embeddings is not None and embeddings not in model_names:
+            errors.append(f"router.embeddings_model: unknown model '{embeddings}'")
         if self.default.model not in model_names:
             errors.append(f"default.model: unknown model '{self.default.model}'")
         elif self.default.use_reasoning:
             errors.extend(self._reasoning_errors("default", [self.default.model]))
             if self.default.reasoning_effort is not None:
                 errors.extend(self._effort_errors("default", [self.default.model]))
+        elif self.default.reasoning_budget_tokens is not None:
+            errors.append(_BUDGET_WITHOUT_REASONING.format("default"))
         if errors:
             raise ValueError("\n".join(errors))
         return self

@@ -1,8 +1,9 @@
 """Choosing a decision: the highest-priority decision whose rules match, else the default route.
 
-The outcome names the model (by its config name), whether and how hard it reasons, the optional
-system prompt and max_tokens cap. With several models and a learned selector, the selector picks,
-at the decision's cost weight or, with a `budget`, at the weight its budget plans
+The outcome names the model (by its config name), whether and how hard it reasons (effort and
+thinking budget), the optional system prompt and max_tokens cap. With several models and a
+learned selector, the selector picks, at the decision's cost weight or, with a `budget`, at the
+weight its budget plans
 (semrouter.decide.budget; the tenant is the one `CURRENT_TENANT` holds for this request).
 """
 
@@ -36,6 +37,8 @@ class Outcome:
     reasoning_effort: ReasoningEffort | None
     system_prompt: SystemPrompt | None = None
     max_tokens: int | None = None
+    reasoning_budget_tokens: int | None = None
+    """Most reasoning tokens (with use_reasoning; semrouter.reasoning.thinking_budget)."""
     matched_signals: tuple[str, ...] = ()
     model_probabilities: dict[str, float] | None = None
     model_expected_costs: dict[str, float] | None = None
@@ -61,6 +64,7 @@ class DecisionEngine:
             model=default.model,
             use_reasoning=default.use_reasoning,
             reasoning_effort=default.reasoning_effort,
+            reasoning_budget_tokens=default.reasoning_budget_tokens,
         )
 
     def fallback(self, name: str | None) -> Outcome:
@@ -76,6 +80,7 @@ class DecisionEngine:
             reasoning_effort=decision.reasoning_effort,
             system_prompt=decision.system_prompt,
             max_tokens=decision.max_tokens,
+            reasoning_budget_tokens=decision.reasoning_budget_tokens,
         )
 
     def decide(self, signals: SignalReport, prompt_chars: int) -> Outcome:
@@ -113,6 +118,7 @@ class DecisionEngine:
             reasoning_effort=decision.reasoning_effort,
             system_prompt=decision.system_prompt,
             max_tokens=decision.max_tokens,
+            reasoning_budget_tokens=decision.reasoning_budget_tokens,
             matched_signals=tuple(dict.fromkeys(used)),
             model_probabilities=choice.probabilities if choice else None,
             model_expected_costs=choice.expected_costs if choice else None,

@@ -4,13 +4,16 @@
                ext_proc filter  → cluster `extproc` (HTTP/2, semrouter extproc)
                router filter    → cluster `model_<name>` chosen by the x-semrouter-model header
 
-Routes, in order: /health and /v1/models answered by Envoy itself; one route per model matching
-its chat-completions path and `x-semrouter-model: <name>` (the ext_proc server sets both and clears
-the route cache); a fallback for /v1/chat/completions without the header (the default model: what
-a request reaches when the processor is down and failure_mode_allow lets it through); 404 for the
-rest. Errors Envoy produces itself (backend unreachable or too slow, processor unavailable,
-a body beyond its buffer) are rewritten into OpenAI's error shape by `local_reply_config`; the
-processor's own refusals already carry that shape and pass unchanged.
+Routes, in order: /health and /v1/models answered by Envoy itself; per model, routes matching
+its chat-completions and completions paths (and embeddings, for `router.embeddings_model`) and
+`x-semrouter-model: <name>` (the ext_proc server sets both and clears the route cache); the
+paths of the other client APIs (semrouter.apis: /v1/messages, /v1/responses, /v1/completions,
+/v1/embeddings), which the processor sends on to a model route, else 503; a fallback for
+/v1/chat/completions without the header (the default model: what a request reaches when the
+processor is down and failure_mode_allow lets it through); 404 for the rest. Errors Envoy
+produces itself (backend unreachable or too slow, processor unavailable, a body beyond its
+buffer) are rewritten into OpenAI's error shape by `local_reply_config`; the processor's own
+refusals already carry that shape (or the route's API's) and pass unchanged.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from typing import Any
 import orjson
 import yaml
 
+from semrouter.apis import APIS
 from semrouter.config.schema import LimitsConfig, ModelConfig, RouterConfig
 from semrouter.extproc.backends import BackendLayout, EndpointAddress
+from semrouter.pipeline.api import ClientApi
 
 EXTPROC_CLUSTER = "extproc"
 MODEL_HEADER = "x-semrouter-model"
@@ -158,6 +163,8 @@ _DECISION_HEADERS = [
         "x-semrouter-tenant",  # router.auth on: the processor sets it, or removes the client's
         "x-semrouter-cache",  # hit, miss or bypass (a hit is answered by the processor itself)
         "x-semrouter-affinity",  # new, sticky, lock, escalated or unavailable (affinity on)
+        "x-semrouter-slo",  # ok or degraded=<steps>;level=<n> (the SLO controller on)
+        "x-semrouter-budget",  # thinking=<B>,max_tokens|native|effort or none (no cut here)
     )
 ] + [
     {
@@ -167,24 +174,66 @@ _DECISION_HEADERS = [
 ]
 
 
+def _model_route(name: str, model: ModelConfig, path: str) -> dict[str, Any]:
+    """A backend path of the model, for requests the processor sent there."""
+    return {
+        "name": name,
+        "match": {
+            "path": path,
+            "headers": [{"name": MODEL_HEADER, "string_match": {"exact": model.name}}],
+        },
+        "route": _forward(model),
+        "response_headers_to_add": _DECISION_HEADERS,
+    }
+
+
+def _api_route(api: ClientApi, request_body: str) -> dict[str, Any]:
+    """A client API's path (semrouter.apis) as the client sends it: the processor translates
+    the request and sends it on to a model's route; what reaches this route unprocessed (the
+    processor down, failure_mode_allow) gets a 503, never an untranslated backend call. Its
+    processing mode (fixed when the request starts, on this first route) sends the processor
+    the response too, streamed, for its translation back."""
+    body = _error("The routing service is unavailable", "api_error", "router_unavailable")
+    mode = {
+        "request_header_mode": "SEND",
+        "request_body_mode": request_body,
+        "request_trailer_mode": "SKIP",
+        "response_header_mode": "SEND",
+        "response_body_mode": "STREAMED",
+        "response_trailer_mode": "SKIP",
+    }
+    return {
+        "name": f"api_{api.name}",
+        "match": {"path": api.path},
+        "direct_response": {
+            "status": EXTPROC_ERROR_STATUS,
+            "body": {"inline_string": orjson.dumps(body).decode()},
+        },
+        "response_headers_to_add": _JSON,
+        "typed_per_filter_config": {
+            EXTPROC_FILTER: {
+                "@type": _TYPE + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+                "overrides": {"processing_mode": mode},
+            }
+        },
+    }
+
+
 def _routes(config: RouterConfig, layouts: dict[str, BackendLayout]) -> list[dict[str, Any]]:
     routes = [
         _direct("health", "/health", 200, {"status": "ok"}),
         _direct("models", "/v1/models", 200, models_listing(config, int(time.time()))),
     ]
     for model in config.models:
-        layout = layouts[model.name]
-        routes.append(
-            {
-                "name": f"model_{model.name}",
-                "match": {
-                    "path": layout.chat_path,
-                    "headers": [{"name": MODEL_HEADER, "string_match": {"exact": model.name}}],
-                },
-                "route": _forward(model),
-                "response_headers_to_add": _DECISION_HEADERS,
-            }
-        )
+        base = layouts[model.name].base_path
+        routes.append(_model_route(f"model_{model.name}", model, layouts[model.name].chat_path))
+        routes.append(_model_route(f"model_{model.name}_completions", model, base + "/completions"))
+        if model.name == config.router.embeddings_model:
+            routes.append(
+                _model_route(f"model_{model.name}_embeddings", model, base + "/embeddings")
+            )
+    request_body = _request_body_mode(observes_responses(config))
+    routes.extend(_api_route(api, request_body) for api in APIS)
     default = next(m for m in config.models if m.name == config.default.model)
     fallback = _forward(default)
     if layouts[default.name].chat_path != CHAT_PATH:
@@ -306,8 +355,21 @@ def _local_replies(
 
 def observes_responses(config: RouterConfig) -> bool:
     """Whether some stage may see or change responses (the processor then gets response
-    headers, and asks for the bodies it needs): the response cache."""
-    return config.cache.backend != "off"
+    headers, and asks for the bodies it needs): the response cache, or observability that
+    times responses (observe.extproc_responses: TTFT, tokens, durations), or a guard that
+    redacts (its placeholders are restored in the response), or the SLO controller (it times
+    responses: the headers, and a stream's first event and end)."""
+    observe = config.observe
+    return (
+        config.cache.backend != "off"
+        or (observe.enabled and observe.extproc_responses)
+        or config.guards.redacts
+        or config.slo.enabled
+    )
+
+
+def _request_body_mode(sees_responses: bool) -> str:
+    return "BUFFERED" if sees_responses else "STREAMED"
 
 
 def _extproc_filter(options: EnvoyOptions, sees_responses: bool) -> dict[str, Any]:
@@ -315,7 +377,7 @@ def _extproc_filter(options: EnvoyOptions, sees_responses: bool) -> dict[str, An
     and, by a mode override in its answer, the bodies it stores. Envoy ignores mode overrides
     when the body is sent without waiting for the headers answer, so then the request body is
     BUFFERED: two round trips for a request and one for its response headers, instead of one."""
-    request_body = "BUFFERED" if sees_responses else "STREAMED"
+    request_body = _request_body_mode(sees_responses)
     return {
         "name": EXTPROC_FILTER,
         "typed_config": {
@@ -412,6 +474,10 @@ def bootstrap(config: RouterConfig, options: EnvoyOptions) -> dict[str, Any]:
         "codec_type": "AUTO",
         "normalize_path": True,
         "merge_slashes": True,
+        # x-request-id: the client's kept (else Envoy makes one), seen by the processor (its
+        # request log, semrouter.observe), and returned on every response.
+        "preserve_external_request_id": True,
+        "always_set_request_id_in_response": True,
         "stream_idle_timeout": _seconds(
             max(MIN_STREAM_IDLE_S, *(m.timeout_s + 30 for m in config.models))
         ),

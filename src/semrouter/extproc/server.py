@@ -1,7 +1,9 @@
 """The Envoy external processor: semrouter's pipeline inside an Envoy gateway, over gRPC.
 
 Envoy's ext_proc filter opens one `envoy.service.ext_proc.v3.ExternalProcessor/Process` stream per
-HTTP request and sends it the request and response piece by piece. For a chat-completions request:
+HTTP request and sends it the request and response piece by piece. For a chat-completions request
+(or one of the other client APIs, semrouter.apis, chosen by `:path`: the pipeline translates it,
+the backend gets it on that API's backend path, and errors take that API's shape):
 
   request headers   remembered; what the HTTP proxy refuses before reading a body is refused here
                     too (wrong method, no valid client key with router.auth on,
@@ -64,12 +66,15 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 )
 from envoy.type.v3.http_status_pb2 import HttpStatus
 
+from semrouter.apis import BY_PATH
 from semrouter.auth import CREDENTIAL_HEADERS, TENANT_HEADER, Principal, backend_credentials
 from semrouter.config.schema import RouterConfig
 from semrouter.extproc.backends import CHAT_SUFFIX, BackendLayout
 from semrouter.extproc.envoy_config import buffer_limit
 from semrouter.extproc.health import NOT_SERVING, SERVING, Health
 from semrouter.extproc.metrics import serve_metrics
+from semrouter.observe import NO_OBSERVATION, Observation
+from semrouter.pipeline.api import ClientApi
 from semrouter.pipeline.errors import (
     RouterError,
     bad_request,
@@ -81,6 +86,7 @@ from semrouter.pipeline.errors import (
 from semrouter.pipeline.flow import Pipeline, Prepared
 from semrouter.pipeline.request import parse_chat_request
 from semrouter.pipeline.router import Router
+from semrouter.slo import Ticket
 from semrouter.stages import ResponseCapture, RewriteChain, StageAnswer
 
 log = logging.getLogger("semrouter.extproc")
@@ -126,12 +132,13 @@ def set_headers(values: Mapping[str, str], remove: Sequence[str] = ()) -> Header
     )
 
 
-def immediate(error: RouterError) -> ProcessingResponse:
+def immediate(error: RouterError, api: ClientApi | None = None) -> ProcessingResponse:
+    """The error as the client's answer, in the shape of its API (OpenAI's for chat)."""
     return ProcessingResponse(
         immediate_response=ImmediateResponse(
             status=HttpStatus(code=error.status),
             headers=set_headers({"content-type": "application/json", **error.headers()}),
-            body=error.body(),
+            body=api.error_body(error) if api is not None else error.body(),
             details=f"semrouter_{error.code}",
         )
     )
@@ -170,6 +177,7 @@ class Exchange:
         self.admitted = False
         self.request_headers: dict[str, str] = {}
         self.passthrough = False
+        self.api: ClientApi | None = None  # the client API of the path (None: chat)
         self.prepared: Prepared | None = None
         self.principal: Principal | None = None
         self.response_body_mode: int | None = None  # as the filter is configured, when it says
@@ -180,6 +188,10 @@ class Exchange:
         self.received = 0
         self.capture: ResponseCapture | None = None
         self.rewriting: RewriteChain | None = None
+        self.observation: Observation = NO_OBSERVATION
+        # observe.extproc_responses: the response body streams through here to be timed.
+        self.times_responses = False
+        self.slo: Ticket | None = None  # the SLO controller's timing of the backend's answer
 
     async def handle(self, message: ProcessingRequest) -> list[ProcessingResponse]:
         if message.HasField("protocol_config"):
@@ -197,25 +209,31 @@ class Exchange:
                 return await self.on_request_body(message.request_body)
             if kind == "response_headers":
                 return [self.on_response_headers(message.response_headers)]
-            if kind == "response_body" and (self.capture is not None or self.rewriting is not None):
+            if kind == "response_body" and (
+                self.capture is not None or self.rewriting is not None or self.times_responses
+            ):
                 return [self.on_response_body(message.response_body)]
         except RouterError as error:
             self.pipeline.metrics.failed(error)
-            return [immediate(error)]
+            self.observation.finish(error.status, error.code)
+            return [immediate(error, self.api)]
         except Exception:
             log.exception("unexpected error while processing a request")
             self.pipeline.metrics.failed(internal_error())
-            return [immediate(internal_error())]
+            self.observation.finish(500, "internal_error")
+            return [immediate(internal_error(), self.api)]
         return [ProcessingResponse(**{kind: _EMPTY_ANSWER[kind]()})]
 
     def on_request_headers(self, headers: HttpHeaders) -> list[ProcessingResponse]:
         self.request_headers = header_dict(headers)
         path = self.request_headers.get(":path", "").partition("?")[0]
-        if not path.endswith(CHAT_SUFFIX):
+        self.api = BY_PATH.get(path)
+        if self.api is None and not path.endswith(CHAT_SUFFIX):
             self.passthrough = True
             return [
                 ProcessingResponse(request_headers=HeadersResponse(), mode_override=PASS_THROUGH)
             ]
+        self.observation = self.pipeline.observer.begin(self.request_headers, "extproc")
         if self.request_headers.get(":method") != "POST":
             raise method_not_allowed()
         size = sum(len(k) + len(v) for k, v in self.request_headers.items())
@@ -271,9 +289,10 @@ class Exchange:
 
     async def rewrite(self, raw: bytes) -> CommonResponse:
         """The pipeline on a whole body: its rewrite, and the headers Envoy routes on."""
-        prepared = self.prepared = await self.pipeline.prepare(
-            raw, self.request_headers, self.principal
-        )
+        with self.observation.active():
+            prepared = self.prepared = await self.pipeline.prepare(
+                raw, self.request_headers, self.principal, self.api
+            )
         route = prepared.route
         payload = prepared.body
         headers = {
@@ -281,8 +300,14 @@ class Exchange:
             "content-length": str(len(payload)),
             **backend_credentials(route.model, self.request_headers),
         }
+        if prepared.answer is None:  # to the backend: the request id and trace context
+            headers.update(self.observation.upstream_started())
+            self.slo = prepared.slo
+            if self.slo is not None:
+                self.slo.start()
         path, _, query = self.request_headers.get(":path", "").partition("?")
-        backend_path = self.backends[route.model.name].chat_path
+        suffix = self.api.backend_path if self.api is not None else CHAT_SUFFIX
+        backend_path = self.backends[route.model.name].base_path + suffix
         if path != backend_path:
             headers[":path"] = f"{backend_path}?{query}" if query else backend_path
         # What the client sent and the pipeline did not set goes: its credentials (unless the
@@ -305,6 +330,7 @@ class Exchange:
         if prepared is None or prepared.answer is None:
             return None
         answer = prepared.answer
+        self.observation.finish(answer.status)
         if prepared.rewriters:
             content_type, body = RewriteChain(prepared.rewriters).whole(
                 answer.status, answer.content_type, answer.body
@@ -317,6 +343,18 @@ class Exchange:
         response = ProcessingResponse()
         values = header_dict(headers)
         content_type = values.get("content-type", "")
+        raw_status = values.get(":status", "")
+        self.observation.response_started(
+            int(raw_status) if raw_status.isdigit() else 0, content_type
+        )
+        if headers.end_of_stream:
+            self.observation.finish()
+        elif self.prepared is not None and self.pipeline.config.observe.extproc_responses:
+            self.times_responses = True
+            response.mode_override.CopyFrom(STREAM_RESPONSE)
+        self.time_slo(
+            int(raw_status) if raw_status.isdigit() else 0, content_type, headers, response
+        )
         if content_type.startswith("text/event-stream"):
             if self.prepared is not None:
                 added["cache-control"] = "no-cache"
@@ -340,9 +378,40 @@ class Exchange:
         response.response_headers.response.header_mutation.CopyFrom(set_headers(added, removed))
         return response
 
+    def time_slo(
+        self, status: int, content_type: str, headers: HttpHeaders, response: ProcessingResponse
+    ) -> None:
+        """The SLO controller's timing at the response headers: a failure (5xx, 429), a JSON
+        answer (its headers come with its body, so they end it), or an event stream, whose body
+        then streams through here so its first event and its end are seen."""
+        ticket = self.slo
+        if ticket is None:
+            return
+        if status >= 500 or status == 429:
+            ticket.failed()
+        elif status < 400 and (
+            headers.end_of_stream or not content_type.startswith("text/event-stream")
+        ):
+            ticket.first_byte()
+            ticket.succeeded()
+        elif status < 400:
+            self.times_responses = True
+            response.mode_override.CopyFrom(STREAM_RESPONSE)
+            return
+        self.slo = None
+
     def on_response_body(self, body: HttpBody) -> ProcessingResponse:
         """A body a stage observes or rewrites, streamed: kept as it passes, each chunk
-        answered with what the rewriters make of it (else Envoy forwards it unchanged)."""
+        answered with what the rewriters make of it (else Envoy forwards it unchanged).
+        The observation sees the backend's bytes (observe.extproc_responses)."""
+        self.observation.body(body.body)
+        if body.end_of_stream:
+            self.observation.finish()
+        if self.slo is not None:
+            self.slo.first_byte()
+            if body.end_of_stream:
+                self.slo.succeeded()
+                self.slo = None
         if self.capture is not None:
             self.capture.feed(body.body)
             if body.end_of_stream:
@@ -380,6 +449,8 @@ class ExtProcServicer(external_processor_pb2_grpc.ExternalProcessorServicer):  #
         finally:
             if exchange.admitted:
                 self.pipeline.admission.leave()
+            # Without the response's end (Envoy did not send it): no status, no duration.
+            exchange.observation.finish(complete=False)
 
 
 @dataclass(slots=True)

@@ -42,6 +42,8 @@ class ErrorKind(Enum):
     BACKEND_TIMEOUT = Kind(504, "api_error", "backend_timeout")
     NO_BACKEND = Kind(503, "api_error", "no_backend_available")
     EMBEDDING_UNAVAILABLE = Kind(503, "api_error", "embedding_unavailable")
+    GUARD_BLOCKED = Kind(403, "permission_error", "guard_blocked")
+    GUARD_UNAVAILABLE = Kind(503, "api_error", "guard_unavailable")
 
 
 class RouterError(Exception):
@@ -153,6 +155,21 @@ def embedding_unavailable(detail: str, retry_after_s: float = 1.0) -> RouterErro
     )
 
 
+PROMPT_INJECTION = "prompt_injection"
+PII_DETECTED = "pii_detected"
+
+
+def guard_blocked(message: str, code: str) -> RouterError:
+    """A safety guard's block policy (semrouter.guards): `code` is PROMPT_INJECTION or
+    PII_DETECTED. The message names what was found, never the content."""
+    return RouterError(ErrorKind.GUARD_BLOCKED, message, code=code)
+
+
+def guard_unavailable(message: str) -> RouterError:
+    """A guard that could not give its verdict, with guards.on_error: block."""
+    return RouterError(ErrorKind.GUARD_UNAVAILABLE, message, retry_after_s=1.0)
+
+
 def backend_unavailable(model: str, detail: str, retry_after_s: float | None = None) -> RouterError:
     return RouterError(
         ErrorKind.BACKEND_UNAVAILABLE,
@@ -172,6 +189,19 @@ def backend_stalled(model: str, seconds: float) -> RouterError:
     return RouterError(
         ErrorKind.BACKEND_TIMEOUT,
         f"Backend for model '{model}' went silent for {seconds:g}s mid-response",
+    )
+
+
+FIRST_BYTE_TIMEOUT = "backend_first_byte_timeout"
+
+
+def backend_first_byte_timeout(model: str, seconds: float) -> RouterError:
+    """A streamed answer's first body byte did not come within the model's TTFT watchdog
+    (`models[].slo.first_byte_timeout_ms`); nothing was sent to the client yet."""
+    return RouterError(
+        ErrorKind.BACKEND_TIMEOUT,
+        f"Backend for model '{model}' sent no first byte within {seconds:g}s",
+        code=FIRST_BYTE_TIMEOUT,
     )
 
 

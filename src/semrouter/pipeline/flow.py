@@ -31,17 +31,34 @@ from semrouter.auth import TENANT_HEADER, AdminGate, KeyStore, Principal, Quotas
 from semrouter.cache import CacheStage
 from semrouter.config.schema import ModelConfig, RouterConfig
 from semrouter.decide.budget import BUDGET_PROBE, CURRENT_TENANT
+from semrouter.guards import GuardRefusal, GuardStage
+from semrouter.observe import Observer, current_observation, timed
+from semrouter.pipeline.api import ClientApi
 from semrouter.pipeline.errors import (
+    PII_DETECTED,
+    PROMPT_INJECTION,
     RouterError,
     bad_request,
     forbidden,
+    guard_blocked,
+    guard_unavailable,
+    not_found,
     overloaded,
     quota_exceeded,
     unauthorized,
 )
 from semrouter.pipeline.metrics import PipelineMetrics
-from semrouter.pipeline.request import ChatRequest, classify_input, message_text, parse_chat_request
+from semrouter.pipeline.recent import RecentDecisions
+from semrouter.pipeline.request import (
+    ChatRequest,
+    chat_request_from_body,
+    classify_input,
+    message_text,
+    parse_body,
+    parse_chat_request,
+)
 from semrouter.pipeline.router import Route, Router
+from semrouter.slo import SLO_HEADER, SloControl, Ticket
 from semrouter.stages import (
     ResponseObserver,
     ResponseRewriter,
@@ -63,7 +80,9 @@ class Prepared:
     configured name and `tenant` what caches and budgets partition by (also in the headers as
     x-semrouter-tenant); both None with auth off. `answer`: a stage's own response (the
     backend is not called); `observers`: the stages that want the completed response;
-    `rewriters`: what changes the response on its way to the client (the answer's too)."""
+    `rewriters`: what changes the response on its way to the client (the answer's too);
+    `slo`: what the transport times the backend's answer with (a model with an SLO, the SLO
+    controller on), see semrouter.slo."""
 
     chat: ChatRequest
     route: Route
@@ -74,6 +93,7 @@ class Prepared:
     answer: StageAnswer | None = None
     observers: list[ResponseObserver] = field(default_factory=list)
     rewriters: list[ResponseRewriter] = field(default_factory=list)
+    slo: Ticket | None = None
 
 
 class Admission:
@@ -109,20 +129,30 @@ class Pipeline:
         self.limits = self.config.router.limits
         self.max_body_bytes = self.config.router.max_body_bytes
         self.metrics = PipelineMetrics()
+        self.observer = Observer(self.config.observe, self.metrics.registry)
+        self.recent = RecentDecisions(self.config.dashboard)
         self.admission = Admission(self.limits.max_in_flight, self.metrics.in_flight)
         auth = self.config.router.auth
         self.keys = KeyStore.load(auth) if auth.enabled else None
         self.admin = AdminGate.load(auth) if auth.enabled else None
         self.quotas = Quotas(auth.keys)
         self.affinity = Affinity(self.config, router.decisions.fallback, self.metrics.registry)
+        self.slo = SloControl(self.config, self.metrics.registry)
         scorer = router.tool_scorer
         self.stages: list[Stage] = (
             [ToolStage(self.config.tools, scorer, self.metrics.registry)] if scorer else []
         )
         # Last: its key covers what the other stages changed (the tools forwarded).
         self.stages.append(CacheStage(self.config.cache, router.embedder, self.metrics.registry))
+        guards = router.signals.guards
+        if guards is not None:
+            # First: a guard's route action makes the body anew for its model; its redaction
+            # marks the request private before the cache sees it.
+            registry = self.metrics.registry
+            self.stages.insert(0, GuardStage(self.config, guards, router.embedder, registry))
 
     async def start(self) -> None:
+        self.observer.start()
         await self.router.start()
         await self.affinity.start()
         for stage in self.stages:
@@ -133,13 +163,30 @@ class Pipeline:
             await stage.close()
         await self.affinity.close()
         await self.router.close()
+        await asyncio.to_thread(self.observer.close)  # flushes the request log and spans
 
     async def parse(self, raw: bytes) -> ChatRequest:
+        with timed("parse"):
+            if len(raw) > OFF_LOOP_PARSE_BYTES:
+                return await asyncio.to_thread(
+                    parse_chat_request, raw, self.max_body_bytes, self.limits
+                )
+            return parse_chat_request(raw, self.max_body_bytes, self.limits)
+
+    async def parse_api(self, raw: bytes, api: ClientApi) -> tuple[dict[str, Any], ChatRequest]:
+        """A request of another client API: the client's body, and its translation."""
         if len(raw) > OFF_LOOP_PARSE_BYTES:
-            return await asyncio.to_thread(
-                parse_chat_request, raw, self.max_body_bytes, self.limits
-            )
-        return parse_chat_request(raw, self.max_body_bytes, self.limits)
+            return await asyncio.to_thread(self._translate, raw, api)
+        return self._translate(raw, api)
+
+    def _translate(self, raw: bytes, api: ClientApi) -> tuple[dict[str, Any], ChatRequest]:
+        request = parse_body(raw, self.max_body_bytes, self.limits)
+        translated = api.translate(request, self.limits)
+        if not api.routed:
+            model = translated.get("model")
+            name = model if isinstance(model, str) else ""
+            return request, ChatRequest(translated, name, [], False)
+        return request, chat_request_from_body(translated, self.limits)
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal | None:
         """The client the headers authenticate (None with router auth off); 401 without a valid
@@ -167,17 +214,23 @@ class Pipeline:
         )
 
     async def prepare(
-        self, raw: bytes, headers: Mapping[str, str], principal: Principal | None = None
+        self,
+        raw: bytes,
+        headers: Mapping[str, str],
+        principal: Principal | None = None,
+        api: ClientApi | None = None,
     ) -> Prepared:
         """Everything between the client's bytes and the backend's: raises RouterError.
         `principal`: what `authenticate` returned for these headers, if the transport called it
-        already (with auth on and none given, the headers are authenticated here)."""
+        already (with auth on and none given, the headers are authenticated here). `api`: the
+        client API the request speaks (semrouter.apis), None for chat completions; its request
+        is translated and routed as a chat request, and its rewriter comes last."""
         if principal is None:
             principal = self.authenticate(headers)
         if principal is None:
-            return await self._prepare(raw, headers, None)
+            return await self._prepare(raw, headers, None, api)
         try:
-            prepared = await self._prepare(raw, headers, principal)
+            prepared = await self._prepare(raw, headers, principal, api)
         except RouterError as error:
             self.metrics.client_requests.labels(principal.name, error.code).inc()
             raise
@@ -185,9 +238,18 @@ class Pipeline:
         return prepared
 
     async def _prepare(
-        self, raw: bytes, headers: Mapping[str, str], principal: Principal | None
+        self,
+        raw: bytes,
+        headers: Mapping[str, str],
+        principal: Principal | None,
+        api: ClientApi | None,
     ) -> Prepared:
-        chat = await self.parse(raw)
+        if api is None:
+            chat, request = await self.parse(raw), None
+        else:
+            request, chat = await self.parse_api(raw, api)
+            if not api.routed:
+                return self._pass_through(chat, principal, len(raw) // 4)
         if principal is not None and not self.router.is_auto(chat):
             self._authorize_model(principal, self.router.resolve_model(chat.model))
         tenant = principal.tenant if principal is not None else None
@@ -199,12 +261,21 @@ class Pipeline:
                 raise forbidden(
                     f"API key '{principal.name}' may not use decision '{route.decision}'"
                 )
-        self.metrics.routed(route)
         if session is not None and route.outcome is not None:
             self.affinity.record(session, route.outcome, route.signals)
-        body = self.router.rewrite(chat, route)
+        slo_header, _ = self.apply_slo(route)  # after affinity: sessions keep the full route
+        self.metrics.routed(route)
+        with timed("rewrite"):
+            body = self.router.rewrite(chat, route)
         route_headers = route.headers()
+        if slo_header is not None:
+            route_headers[SLO_HEADER] = slo_header
         context = await self.run_stages(chat, route, body, route_headers, headers, tenant)
+        _observe_route(chat, route, route_headers)
+        if api is not None and request is not None:
+            api.backend_body(body)
+            if (rewriter := api.rewriter(request, self.limits)) is not None:
+                context.rewriters.append(rewriter)  # last: the others see chat completions
         prepared = Prepared(
             chat,
             route,
@@ -213,13 +284,53 @@ class Pipeline:
             answer=context.answer,
             observers=context.observers,
             rewriters=context.rewriters,
+            slo=self.slo.ticket(route.model),
         )
-        if principal is None:
-            return prepared
-        self._charge(principal, estimated_tokens(chat, route, body))
-        route_headers[TENANT_HEADER] = principal.tenant
-        prepared.tenant, prepared.key_name = principal.tenant, principal.name
+        if principal is not None:
+            self._charge(principal, estimated_tokens(chat, route, body))
+            route_headers[TENANT_HEADER] = principal.tenant
+            prepared.tenant, prepared.key_name = principal.tenant, principal.name
+        self.recent.record(chat, route, route_headers)
         return prepared
+
+    def apply_slo(
+        self, route: Route, probe: bool = False
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """The SLO controller's degradation of a routed request (in place: its outcome, and
+        its model when degraded to the alternative); the x-semrouter-slo header value and, for
+        /api/v1/classify (probe), the trace. A request that named its model is never degraded."""
+        if not self.slo.enabled or route.outcome is None:
+            return None, None
+        routed = route.model
+        adjusted = self.slo.adjust(route.outcome, routed, probe)
+        if adjusted is None:
+            return None, None
+        outcome, steps, header = adjusted
+        if outcome.model != routed.name:
+            model = self.router.resolve_model(outcome.model)
+            assert model is not None  # the alternative is a model of the config
+            route.model = model
+        route.outcome = outcome
+        return header, self.slo.trace(routed, steps) if probe else None
+
+    def failover(self, prepared: Prepared) -> bool:
+        """The TTFT watchdog found no first byte at any endpoint of the request's model: move
+        it (body, route, headers, timing) to the model's SLO alternative. False: there is none."""
+        source = prepared.route.model
+        target = self.slo.failover_target(source)
+        if target is None:
+            return False
+        body = orjson.loads(prepared.body)
+        self.slo.retarget(body, prepared.route.outcome, target)
+        prepared.body = orjson.dumps(body)
+        prepared.route.model = target
+        prepared.headers["x-semrouter-model"] = target.name
+        earlier = prepared.headers.get(SLO_HEADER)
+        note = f"failover={source.name}"
+        prepared.headers[SLO_HEADER] = f"{earlier};{note}" if earlier else note
+        prepared.slo = self.slo.ticket(target)
+        self.slo.failed_over(source, target)
+        return True
 
     async def route(
         self,
@@ -271,11 +382,27 @@ class Pipeline:
             tenant=tenant,
             probe=probe,
         )
+        context.retarget = lambda model: self._retarget(chat, route, context, model)
         for stage in self.stages:
-            await stage.apply(context)
+            with timed(stage.name):
+                try:
+                    await stage.apply(context)
+                except GuardRefusal as refusal:
+                    raise guard_error(refusal) from None
             if context.answer is not None:
                 break
         return context
+
+    def _retarget(
+        self, chat: ChatRequest, route: Route, context: StageContext, model: ModelConfig
+    ) -> None:
+        """A stage sends the request to `model`: the route, the body (the same object, made
+        anew) and the route's headers are the model's."""
+        route.model = context.model = model
+        fresh = self.router.rewrite(chat, route)
+        context.body.clear()
+        context.body.update(fresh)
+        context.headers.update(route.headers())
 
     async def classify(
         self,
@@ -285,24 +412,51 @@ class Pipeline:
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """/api/v1/classify: the route of a text or messages (with `tools`, what the stages
         keep of them; what the cache would do for these headers and this client), and the
-        headers a chat request would get. Nothing is stored or counted."""
+        headers a chat request would get, and the body the backend would get
+        (`request_body`). Nothing is stored or counted."""
         chat = classify_input(raw, self.max_body_bytes, self.limits)
         chat.model = next(iter(self.config.router.auto_model_names))
         tenant = principal.tenant if principal is not None else None
         CURRENT_TENANT.set(tenant)
         BUDGET_PROBE.set(True)  # what the budget would choose, not counted against it
         route, _ = await self.route(chat, client_headers or {}, tenant, probe=True)
+        slo_header, slo_trace = self.apply_slo(route, probe=True)
+        body = self.router.rewrite(chat, route)  # before the headers: it plans the budget
         headers = route.headers()
+        if slo_header is not None:
+            headers[SLO_HEADER] = slo_header
         context = await self.run_stages(
             chat,
             route,
-            self.router.rewrite(chat, route),
+            body,
             headers,
             client_headers or {},
             tenant,
             probe=True,
         )
-        return {**route.summary(), **context.trace}, headers
+        summary = {**route.summary(), **context.trace, "request_body": context.body}
+        if slo_trace is not None:
+            summary["slo"] = slo_trace
+        return summary, headers
+
+    def _pass_through(
+        self, chat: ChatRequest, principal: Principal | None, tokens: int
+    ) -> Prepared:
+        """A request not routed by meaning (/v1/embeddings): as it is, to the model
+        `router.embeddings_model` names (404 without one), its `model` that backend's id."""
+        name = self.config.router.embeddings_model
+        model = self.router.resolve_model(name) if name is not None else None
+        if model is None:
+            raise not_found("No embedding backend is configured (router.embeddings_model)")
+        route = Route(model, None, None, 0.0)
+        body = orjson.dumps({**chat.body, "model": model.upstream_id})
+        prepared = Prepared(chat, route, body, route.headers())
+        if principal is not None:
+            self._authorize_model(principal, model)
+            self._charge(principal, tokens)
+            prepared.headers[TENANT_HEADER] = principal.tenant
+            prepared.tenant, prepared.key_name = principal.tenant, principal.name
+        return prepared
 
     def _authorize_model(self, principal: Principal, model: ModelConfig | None) -> None:
         """403 for a model the key may not use (None, an unknown model, is routing's 404)."""
@@ -324,6 +478,31 @@ class Pipeline:
             f"this request fits in {refusal.retry_after_s:.1f}s",
             refusal.retry_after_s,
         )
+
+
+def _observe_route(chat: ChatRequest, route: Route, headers: Mapping[str, str]) -> None:
+    """Tell the request's observation (semrouter.observe) where it goes."""
+    observation = current_observation()
+    if observation is None:
+        return
+    signals = route.signals
+    observation.routed(
+        route.decision,
+        route.model.name,
+        route.model.upstream_id,
+        signals.fired if signals is not None else (),
+        headers,
+        chat.routing_text() if observation.wants_content else None,
+    )
+
+
+def guard_error(refusal: GuardRefusal) -> RouterError:
+    """A guard's refusal as the catalogue's error: 403 for a block policy, 503 for a guard that
+    failed (guards.on_error: block)."""
+    if not refusal.blocked:
+        return guard_unavailable(refusal.message)
+    code = PROMPT_INJECTION if refusal.guard == "jailbreak" else PII_DETECTED
+    return guard_blocked(refusal.message, code)
 
 
 def estimated_tokens(chat: ChatRequest, route: Route, body: Mapping[str, object]) -> int:

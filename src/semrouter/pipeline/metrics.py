@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from semrouter.observe import current_observation
 from semrouter.pipeline.errors import RouterError
 from semrouter.pipeline.router import Route
 
@@ -62,3 +63,5 @@ class PipelineMetrics:
 
     def failed(self, error: RouterError) -> None:
         self.errors.labels(str(error.status), error.code).inc()
+        if (observation := current_observation()) is not None:
+            observation.failed(error.code)  # for the request's log line and spans

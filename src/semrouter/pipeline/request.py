@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from semrouter.config.schema import ConversationConfig, LimitsConfig, ToolsConfig
+from semrouter.config.schema import ConversationConfig, GuardsConfig, LimitsConfig, ToolsConfig
 from semrouter.pipeline.errors import RouterError, bad_request, body_too_large, too_large
 from semrouter.signals.engine import SignalInput
+from semrouter.signals.guards import ScanText
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _SYSTEM_ROLES = frozenset({"system", "developer"})
+_SCANNED_ROLES = frozenset({"user", "assistant", "tool", "function"})
 _DEFAULT_LIMITS = LimitsConfig()
 _NUMPY_COUNT_BYTES = 64 * 1024
 _OPEN_BRACE, _OPEN_BRACKET = ord("{"), ord("[")
@@ -76,14 +78,36 @@ class ChatRequest:
         earlier = users[-turns - 1 : -1] if turns else []
         return "\n".join(message_text(self.messages[i]) for i in reversed(earlier))[:limit]
 
+    def scanned(self, max_messages: int, classify_chars: int) -> tuple[ScanText, ...]:
+        """What the guards read (semrouter.signals.guards): the newest `max_messages` user,
+        assistant and tool/function messages with text."""
+        found: list[ScanText] = []
+        for i in reversed(range(len(self.messages))):
+            message = self.messages[i]
+            if message["role"] not in _SCANNED_ROLES:
+                continue
+            text = message_text(message)
+            if text:
+                found.append(ScanText(i, message["role"], text, window(text, classify_chars)))
+                if len(found) == max_messages:
+                    break
+        return tuple(found)
+
     def signal_input(
         self,
         limits: LimitsConfig = _DEFAULT_LIMITS,
         tools: ToolsConfig = _DEFAULT_TOOLS,
         conversation: ConversationConfig | None = None,
+        guards: GuardsConfig | None = None,
     ) -> SignalInput:
         """The bounded view of this request that signals read: the last user turn, with
-        `conversation.context_turns` earlier user turns after it as context."""
+        `conversation.context_turns` earlier user turns after it as context, and the messages
+        the guards scan (with guards enabled)."""
+        scan = (
+            self.scanned(guards.max_messages, limits.classify_chars)
+            if guards is not None and guards.enabled
+            else ()
+        )
         text = self.routing_text()
         catalog = self.tools
         context = (
@@ -114,6 +138,7 @@ class ChatRequest:
                 conversation_chars=len(text),
                 tools=catalog,
                 context=context,
+                scan=scan,
             )
         whole = self.conversation_text()
         return SignalInput(
@@ -125,6 +150,7 @@ class ChatRequest:
             context=context,
             history=history,
             history_weight=weight,
+            scan=scan,
         )
 
 

@@ -22,10 +22,12 @@ from semrouter.config.schema import DIRECT_DECISION, ModelConfig, RouterConfig, 
 from semrouter.decide.engine import DecisionEngine, Outcome
 from semrouter.embed import create_embedder
 from semrouter.embed.base import Embedder, EmbeddingError, EncoderOverloaded
+from semrouter.observe import timed
 from semrouter.pipeline.artifacts import require_artifacts, width_errors
 from semrouter.pipeline.errors import embedding_unavailable, model_not_found, overloaded
 from semrouter.pipeline.request import ChatRequest
 from semrouter.reasoning.families import apply_reasoning, family_fields, strip_reasoning_controls
+from semrouter.reasoning.thinking_budget import BUDGET_HEADER, BudgetPlan, apply_budget, plan_budget
 from semrouter.signals.conversation import conversation_signals
 from semrouter.signals.engine import SignalEngine, SignalInput, SignalReport
 from semrouter.tools import ToolScorer
@@ -46,6 +48,8 @@ class Route:
     affinity: str | None = None
     """What session affinity did (semrouter.affinity: new, sticky, lock, escalated,
     unavailable); None with affinity off or for a direct model request."""
+    budget: BudgetPlan | None = None
+    """How the thinking budget is enforced (set by Router.rewrite); None: no budget applies."""
 
     @property
     def decision(self) -> str:
@@ -65,6 +69,7 @@ class Route:
             "x-semrouter-domain": (signals.domain if signals and signals.domain else "none"),
             "x-semrouter-reasoning": self.reasoning,
             "x-semrouter-route-ms": f"{self.route_ms:.2f}",
+            BUDGET_HEADER: self.budget.header() if self.budget is not None else "none",
         }
         if outcome and outcome.use_reasoning and outcome.reasoning_effort:
             headers["x-semrouter-reasoning-effort"] = outcome.reasoning_effort
@@ -86,6 +91,9 @@ class Route:
             if outcome and outcome.use_reasoning
             else None,
             "confidence": signals.domain_confidence if signals else None,
+            "reasoning_budget_tokens": outcome.reasoning_budget_tokens
+            if outcome and outcome.use_reasoning
+            else None,
         }
         if signals is not None:
             result["signals"] = {
@@ -119,7 +127,7 @@ class Router:
             if scores_tools(config)
             else None
         )
-        self.signals = SignalEngine(config.signals, embedder, self.tool_scorer)
+        self.signals = SignalEngine(config.signals, embedder, self.tool_scorer, config.guards)
         self.embedder = embedder
         self.decisions = DecisionEngine(config)
         self._models = {m.name: m for m in config.models}
@@ -128,6 +136,9 @@ class Router:
             family for m in config.models if (family := config.family(m)) is not None
         )
         self.limits = config.router.limits
+        self.midstream_budgets = False
+        """Set by a transport that owns the upstream connection (`semrouter serve`): it
+        enforces router-side thinking budgets itself; others get a max_tokens cap."""
         self.conversation = config.router.conversation
         self._deadline_s = self.limits.classify_deadline_ms / 1000
         self.fallback_outcome = self.decisions.fallback(config.router.fallback_decision)
@@ -145,7 +156,11 @@ class Router:
     @classmethod
     def from_config(cls, config: RouterConfig) -> Router:
         """The router with an embedder when some signal or the response cache needs one."""
-        if not config.signals.needs_embedding and config.cache.backend == "off":
+        if (
+            not config.signals.needs_embedding
+            and config.cache.backend == "off"
+            and not config.guards.jailbreak.enabled
+        ):
             return cls(config, None)
         limits = config.router.limits
         embedder = create_embedder(
@@ -176,7 +191,9 @@ class Router:
         return request.model in self.auto_names
 
     def signal_input(self, request: ChatRequest) -> SignalInput:
-        return request.signal_input(self.limits, self.config.tools, self.conversation)
+        return request.signal_input(
+            self.limits, self.config.tools, self.conversation, self.config.guards
+        )
 
     async def route(self, request: ChatRequest, earlier: Sequence[np.ndarray] = ()) -> Route:
         """Classify and decide within the deadline; past it, or when the embedder fails (and
@@ -188,7 +205,8 @@ class Router:
         item = self.signal_input(request)
         try:
             async with asyncio.timeout(self._deadline_s):
-                signals = await self.signals.evaluate(item)
+                with timed("signals"):
+                    signals = await self.signals.evaluate(item)
         except TimeoutError:
             return self._fallback("deadline", started, item)
         except EncoderOverloaded as exc:
@@ -241,7 +259,8 @@ class Router:
         return Route(model, outcome, None, (time.perf_counter() - started) * 1000, reason, item)
 
     def _decide(self, item: SignalInput, signals: SignalReport, started: float) -> Route:
-        outcome = self.decisions.decide(signals, item.prompt_chars)
+        with timed("decide"):
+            outcome = self.decisions.decide(signals, item.prompt_chars)
         model = self._models[outcome.model]
         return Route(model, outcome, signals, (time.perf_counter() - started) * 1000, None, item)
 
@@ -256,6 +275,12 @@ class Router:
         family = self.config.family(route.model)
         if family is not None:
             apply_reasoning(body, family, outcome.use_reasoning, outcome.reasoning_effort)
+        route.budget = plan_budget(
+            family, outcome.use_reasoning, outcome.reasoning_budget_tokens, self.midstream_budgets
+        )
+        if route.budget is not None:
+            assert family is not None  # a plan needs a family
+            apply_budget(body, route.budget, family, outcome.reasoning_effort)
         if outcome.system_prompt is not None:
             body["messages"] = with_system_prompt(request.messages, outcome.system_prompt)
         if outcome.max_tokens is not None:

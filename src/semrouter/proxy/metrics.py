@@ -23,6 +23,13 @@ class Metrics:
             ["model", "endpoint", "state"],
             registry=self.registry,
         )
+        self.thinking_budgets = Counter(
+            "semrouter_thinking_budget",
+            "Requests whose thinking budget the router enforced (semrouter.proxy.thinking), by "
+            "model and outcome: cut (the thought was ended at the budget) or within.",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
         self.upstream_seconds = Histogram(
             "semrouter_upstream_seconds",
             "Time until the backend's response headers, by model.",

@@ -10,6 +10,11 @@ failure: 502 `backend_unavailable`, 504 `backend_timeout` or 429 `rate_limit_exc
 `Retry-After` header when an endpoint is known to be out until some time; when no endpoint was
 in rotation at all, 503 `no_backend_available` with `Retry-After`.
 
+With a TTFT watchdog (`first_byte_s`, the model's `slo.first_byte_timeout_ms`, streamed requests
+only), an attempt also fails when the first body byte of a 2xx event stream has not come within
+that time of sending (headers included); the byte is read before `post` returns, so nothing has
+reached the client and the next endpoint can be tried.
+
 Once headers came, no gap between body chunks may exceed `stream_idle_timeout_s`. A non-streamed
 body is read up to `router.limits.max_response_bytes`, and a 2xx one must be JSON; a stream is
 relayed in whole events, each checked (semrouter.proxy.sse), until `data: [DONE]`. A body that
@@ -37,8 +42,10 @@ import orjson
 
 from semrouter.auth import backend_credentials
 from semrouter.config.schema import Endpoint, LimitsConfig, ModelConfig
+from semrouter.observe import PROPAGATED_HEADERS
 from semrouter.pipeline.errors import (
     RouterError,
+    backend_first_byte_timeout,
     backend_invalid,
     backend_rate_limited,
     backend_stalled,
@@ -78,6 +85,7 @@ class Fault(StrEnum):
     CLOSED = "closed"  # connection lost mid-body, or a stream ending before [DONE]
     INVALID = "invalid"  # a 2xx body that is not JSON, a stream that is not SSE of JSON
     TOO_LARGE = "too_large"  # over max_response_bytes or max_sse_event_bytes
+    FIRST_BYTE = "first_byte_timeout"  # the TTFT watchdog: no first stream byte in time
 
 
 _NOT_THE_ENDPOINTS_FAULT = frozenset({Fault.RATE_LIMITED, Fault.TOO_LARGE})
@@ -122,8 +130,10 @@ class UpstreamResponse:
         model: ModelConfig,
         limits: LimitsConfig,
         on_fault: Callable[[Fault], None],
+        first: bytes = b"",
     ) -> None:
         self._response = response
+        self._first = first  # what the TTFT watchdog read already
         self._model = model
         self._limits = limits
         self._on_fault = on_fault
@@ -151,6 +161,9 @@ class UpstreamResponse:
 
     async def _next_chunk(self) -> bytes:
         """The body's next bytes (b"" at its end), waiting at most stream_idle_timeout_s."""
+        if self._first:
+            chunk, self._first = self._first, b""
+            return chunk
         idle = self._model.stream_idle_timeout_s
         try:
             async with asyncio.timeout(idle):
@@ -275,17 +288,28 @@ class Upstreams:
             breaker.failure()
 
     def _headers(self, model: ModelConfig, client_headers: Mapping[str, str]) -> dict[str, str]:
-        """Never the client's credentials, unless the model forwards them (BYOK)."""
-        return {
+        """Never the client's credentials, unless the model forwards them (BYOK); the request
+        id and W3C trace context (the observation's, semrouter.observe) go along."""
+        headers = {
             "content-type": "application/json",
             "accept": client_headers.get("accept", "*/*"),
             **backend_credentials(model, client_headers),
         }
+        for name in PROPAGATED_HEADERS:
+            if (value := client_headers.get(name)) is not None:
+                headers[name] = value
+        return headers
 
     async def post(
-        self, model: ModelConfig, path: str, body: bytes, client_headers: Mapping[str, str]
+        self,
+        model: ModelConfig,
+        path: str,
+        body: bytes,
+        client_headers: Mapping[str, str],
+        first_byte_s: float | None = None,
     ) -> UpstreamResponse:
-        """POST body to the model's backend; returns once response headers arrived.
+        """POST body to the model's backend; returns once response headers arrived (with
+        first_byte_s, for an event stream: once its first body bytes arrived too).
 
         Raises RouterError when every attempt failed or no endpoint was in rotation."""
         headers = self._headers(model, client_headers)
@@ -300,7 +324,9 @@ class Upstreams:
                 skipped += 1
                 continue
             tries, skipped = tries + 1, 0
-            outcome = await self._attempt(model, breaker, endpoint.url + path, body, headers)
+            outcome = await self._attempt(
+                model, breaker, endpoint.url + path, body, headers, first_byte_s
+            )
             if isinstance(outcome, UpstreamResponse):
                 return outcome
             failure = outcome
@@ -318,12 +344,15 @@ class Upstreams:
         url: str,
         body: bytes,
         headers: dict[str, str],
+        first_byte_s: float | None = None,
     ) -> UpstreamResponse | RouterError:
         """One try at one endpoint: its response, or the error it ended in (already recorded)."""
         assert self._session is not None, "Upstreams.start() was not called"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=model.connect_timeout_s)
+        started = time.monotonic()
+        watchdog = first_byte_s is not None and first_byte_s < model.timeout_s
         try:
-            async with asyncio.timeout(model.timeout_s):
+            async with asyncio.timeout(first_byte_s if watchdog else model.timeout_s):
                 response = await self._session.post(
                     url, data=body, headers=headers, timeout=timeout
                 )
@@ -331,15 +360,33 @@ class Upstreams:
             self._record(model, breaker, Fault.CONNECT)
             return backend_unavailable(model.name, _describe(exc))
         except TimeoutError:
+            if watchdog:
+                return self._first_byte_missed(model, breaker, first_byte_s)
             self._record(model, breaker, Fault.TIMEOUT)
             return backend_timeout(model.name, model.timeout_s)
         except BaseException:
             breaker.release()  # cancelled: the client went away, no verdict on the endpoint
             raise
         if response.status not in _RETRY_STATUSES:
+            first = b""
+            is_stream = response.headers.get("content-type", "").startswith("text/event-stream")
+            if first_byte_s is not None and is_stream and response.status < 300:
+                left = first_byte_s - (time.monotonic() - started)
+                try:
+                    async with asyncio.timeout(max(left, 0.0)):
+                        first = await response.content.readany()
+                except TimeoutError:
+                    response.close()
+                    return self._first_byte_missed(model, breaker, first_byte_s)
+                except aiohttp.ClientError:
+                    pass  # the stream's reader reports the lost connection (nothing read)
+                except BaseException:
+                    response.close()
+                    breaker.release()
+                    raise
             breaker.success()
             return UpstreamResponse(
-                response, model, self._limits, partial(self._record, model, breaker)
+                response, model, self._limits, partial(self._record, model, breaker), first
             )
         response.close()  # its body is not needed, and the connection is not worth keeping
         wait = retry_after_s(response.headers.get("retry-after")) or None
@@ -351,3 +398,10 @@ class Upstreams:
             return backend_rate_limited(model.name, detail, wait)
         self._record(model, breaker, Fault.SERVER_ERROR)
         return backend_unavailable(model.name, detail, wait)
+
+    def _first_byte_missed(
+        self, model: ModelConfig, breaker: CircuitBreaker, first_byte_s: float | None
+    ) -> RouterError:
+        assert first_byte_s is not None
+        self._record(model, breaker, Fault.FIRST_BYTE)
+        return backend_first_byte_timeout(model.name, first_byte_s)

@@ -9,6 +9,10 @@ rule trees refer to those names.
 Signals read a `SignalInput`, a bounded view of the request built by the pipeline: the routing
 text (already windowed to `router.limits.classify_chars`) and, for context-length signals, a
 sample of the conversation with its full length. Regex rules run on RE2 (linear time).
+
+The guard signals (`jailbreak`, `pii`, `pii:<TYPE>`; semrouter.signals.guards) read the
+request's scanned messages: their jailbreak rows join the same encoder batch, PII detection runs
+in a worker thread beside it; `SignalReport.guards` keeps what they found for the guard stage.
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ import numpy as np
 from semrouter.config.regex import compile_linear
 from semrouter.config.schema import (
     HAS_TOOLS_SIGNAL,
+    JAILBREAK_GUARD,
     MMLU_PRO_DOMAINS,
+    PII_GUARD,
     REASONING_SIGNAL,
+    GuardsConfig,
     KeywordSignalConfig,
     SignalsConfig,
 )
 from semrouter.embed.base import Embedder, Encoded
+from semrouter.observe import timed
+from semrouter.signals.guards import GuardReport, GuardSignals, ScanText
 from semrouter.signals.heads import Head, load_head
 
 _INLINE_COUNT_CHARS = 8192
@@ -50,6 +59,7 @@ class SignalInput:
     history: earlier user turns, encoded in the same batch as `text`; the learned signals read
       the mix text + history_weight x history (router.conversation.context_mode: embedding),
       while `SignalReport.embedding` stays the routing text's own.
+    scan: the messages the guards read (semrouter.signals.guards), newest first, bounded.
     """
 
     text: str
@@ -60,6 +70,7 @@ class SignalInput:
     context: str = ""
     history: str = ""
     history_weight: float = 0.0
+    scan: tuple[ScanText, ...] = ()
 
 
 @dataclass(slots=True)
@@ -72,6 +83,7 @@ class SignalReport:
       score (with min_score) or the tool count.
     embedding: the routing text's unit-norm sentence embedding (the one encoder pass).
     tool_scores: each tool's score against the request, in the request's order.
+    guards: what the guards found (None with no guard enabled).
     """
 
     fired: set[str] = field(default_factory=set)
@@ -84,6 +96,7 @@ class SignalReport:
     features: np.ndarray | None = None
     embedding: np.ndarray | None = None
     tool_scores: np.ndarray | None = None
+    guards: GuardReport | None = None
 
 
 class ToolScorer(Protocol):
@@ -160,10 +173,12 @@ class SignalEngine:
         config: SignalsConfig,
         embedder: Embedder | None,
         tool_scorer: ToolScorer | None = None,
+        guards: GuardsConfig | None = None,
     ) -> None:
         """With tool_scorer, a request's tools are scored (report.tool_scores) before the
-        tool rules are evaluated."""
+        tool rules are evaluated; with guards (some enabled), the guard signals are given."""
         self.config = config
+        self.guards = GuardSignals(guards) if guards is not None and guards.enabled else None
         self.embedder = embedder
         self.tool_scorer = tool_scorer
         self.keywords = [KeywordRule(k) for k in config.keywords]
@@ -181,7 +196,9 @@ class SignalEngine:
         self._similarity_thresholds = np.array([s.threshold for s in config.similarity])
         self._example_offsets = np.cumsum([0] + [len(s.examples) for s in config.similarity])[:-1]
         self._example_matrix: np.ndarray | None = None
-        self.needs_embedding = config.needs_embedding
+        self.needs_embedding = config.needs_embedding or (
+            self.guards is not None and self.guards.needs_embedding
+        )
         if self.needs_embedding and embedder is None:
             raise ValueError("embedding-based signals are configured but no embedder was given")
 
@@ -189,6 +206,8 @@ class SignalEngine:
         return [example for s in self.config.similarity for example in s.examples]
 
     async def start(self) -> None:
+        if self.guards is not None:
+            await asyncio.to_thread(self.guards.load)  # NER, once, not on a request
         if self.config.similarity and self.embedder is not None:
             self._example_matrix = (
                 await self.embedder.encode(self._examples())
@@ -199,12 +218,24 @@ class SignalEngine:
             self._example_matrix = self.embedder.encode_sync(self._examples()).embeddings.T.copy()
 
     async def evaluate(self, item: SignalInput) -> SignalReport:
-        encoded = (
-            await self.embedder.encode(batch_texts([item]))
-            if self.needs_embedding and self.embedder
-            else None
-        )
+        guards, found = self.guards, GuardReport()
+        texts = batch_texts([item])
+        extra, rows = guards.rows(item.text, item.scan) if guards is not None else ([], [])
+        # PII detection works in a thread while the encoder does.
+        pii = asyncio.ensure_future(guards.pii_async(found, item.scan)) if guards else None
+        encoded = None
+        try:
+            if self.needs_embedding and self.embedder:
+                with timed("encode"):  # the request's one encoder pass (semrouter.observe)
+                    encoded = await self.embedder.encode([*texts, *extra])
+            if pii is not None:
+                await pii
+        finally:
+            if pii is not None:
+                pii.cancel()
         report = self._reports([item], encoded)[0]
+        if guards is not None:
+            self._guard_signals(report, found, encoded, batch_rows(rows, 0, len(texts)))
         if item.tools and self.tool_scorer is not None:
             report.tool_scores = await self.tool_scorer.score(item, report.embedding)
         self._tool_signals(report, item)
@@ -222,12 +253,26 @@ class SignalEngine:
         return report
 
     def evaluate_many_sync(self, items: Sequence[SignalInput]) -> list[SignalReport]:
+        guards, texts = self.guards, batch_texts(items)
+        plans = [guards.rows(i.text, i.scan) for i in items] if guards is not None else []
+        extra = [text for plan in plans for text in plan[0]]
         encoded = (
-            self.embedder.encode_sync(batch_texts(items))
+            self.embedder.encode_sync([*texts, *extra])
             if self.needs_embedding and self.embedder
             else None
         )
         reports = self._reports(items, encoded)
+        if guards is not None:
+            base = len(texts)
+            for n, (item, report, (added, rows)) in enumerate(
+                zip(items, reports, plans, strict=True)
+            ):
+                found = GuardReport()
+                found.entities, error = guards.pii(item.scan)
+                if error is not None:
+                    found.errors[PII_GUARD] = error
+                self._guard_signals(report, found, encoded, batch_rows(rows, n, base))
+                base += len(added)
         for item, report in zip(items, reports, strict=True):
             if item.tools and self.tool_scorer is not None:
                 report.tool_scores = self.tool_scorer.score_sync(item, report.embedding)
@@ -254,6 +299,18 @@ class SignalEngine:
                 if hit:
                     report.fired.add(rule.name)
         return reports
+
+    def _guard_signals(
+        self, report: SignalReport, found: GuardReport, encoded: Encoded | None, rows: list[int]
+    ) -> None:
+        """The guard signals' scores and firing, from the batch rows of the scanned texts."""
+        assert self.guards is not None
+        self.guards.jailbreak(found, encoded, rows)
+        for name, score in found.fired().items():
+            report.scores[name] = score
+            if score > 0 and (name != JAILBREAK_GUARD or found.jailbreak_flagged):
+                report.fired.add(name)
+        report.guards = found
 
     def _tool_signals(self, report: SignalReport, item: SignalInput) -> None:
         count = len(item.tools)
@@ -346,6 +403,12 @@ class SignalEngine:
                     report.scores[name] = float(score)
                     if hit:
                         report.fired.add(name)
+
+
+def batch_rows(rows: Sequence[int], own: int, base: int) -> list[int]:
+    """The batch indices of a request's scanned texts: row 0 is its routing text (batch
+    row `own`), row k its k-th added text (batch row base + k - 1)."""
+    return [own if r == 0 else base + r - 1 for r in rows] or [own]
 
 
 def batch_texts(items: Sequence[SignalInput]) -> list[str]:

@@ -21,7 +21,7 @@ Two more things a stage may do, which both transports carry out the same way:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,10 @@ class StageContext:
     observers: what wants to see the backend's completed response.
     rewriters: what changes the response the client gets, in order.
     probe: /api/v1/classify: report what would happen, change no state (no stores, counters).
+    private: the body holds values the client's were replaced by (a guard's redaction): no
+      stage keeps the request or its response (the cache bypasses it).
+    retarget: sends the request to another model: the route and `body` are made anew for it
+      (what earlier stages changed in `body` is lost, so a stage that re-routes runs first).
     """
 
     messages: list[dict[str, Any]]
@@ -63,6 +67,8 @@ class StageContext:
     observers: list[ResponseObserver] = field(default_factory=list)
     rewriters: list[ResponseRewriter] = field(default_factory=list)
     probe: bool = False
+    private: bool = False
+    retarget: Callable[[ModelConfig], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,121 @@
+"""The degradation level of each model with an SLO, from its live traffic, with hysteresis.
+
+Per model: a `RollingWindow` of the requests routed at its current level, and the level. The
+window is judged (at most every `slot_s / 2`, on the request path; a few microseconds) as
+- breach: some p95 (or the error rate) over its SLO, with at least `min_samples` requests;
+- calm: every one at or below `recover_ratio` of its SLO, with enough requests; or fewer
+  than `min_samples` requests in a whole window (the degraded traffic went elsewhere);
+- neither (between the two thresholds, or too few requests yet): the level stays.
+A breach raises the level by one, calm lowers it by one; never sooner than `hold_s` (at least
+half the window) after the last change, so the level changes at most twice per window. After
+a change the window is emptied and requests routed before it are no longer recorded (their
+`epoch` is past): the next verdict is on the new level's traffic only. A step back that ends
+in a breach doubles the hold before the next step back (up to `max_backoff` times), so under a
+constant load between what two levels can carry, the level settles instead of flapping;
+reaching level 0 resets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from semrouter.config.schema import ModelSlo, SloConfig
+from semrouter.slo.window import RollingWindow, WindowStats
+
+
+class Verdict(StrEnum):
+    BREACH = "breach"
+    CALM = "calm"
+    HOLD = "hold"
+
+
+def judge(stats: WindowStats, slo: ModelSlo, min_samples: int, recover_ratio: float) -> Verdict:
+    if stats.requests < min_samples:
+        return Verdict.HOLD
+    pairs = (
+        (stats.ttft_p95_ms, slo.ttft_p95_ms),
+        (stats.latency_p95_ms, slo.latency_p95_ms),
+        (stats.error_rate, slo.max_error_rate),
+    )
+    judged = [(value, target) for value, target in pairs if value is not None and target]
+    if any(value > target for value, target in judged):
+        return Verdict.BREACH
+    if all(value <= recover_ratio * target for value, target in judged):
+        return Verdict.CALM
+    return Verdict.HOLD
+
+
+@dataclass(slots=True)
+class Change:
+    """A level change, as `ModelControl.evaluate` reports it."""
+
+    model: str
+    before: int
+    after: int
+    stats: WindowStats
+
+
+class ModelControl:
+    """One model's window and level. Single event loop: no locking."""
+
+    def __init__(
+        self,
+        name: str,
+        slo: ModelSlo,
+        config: SloConfig,
+        top: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.name = name
+        self.slo = slo
+        self.config = config
+        self.top = top
+        self.level = 0
+        self.epoch = 0
+        self.window = RollingWindow(config.window_s, config.slots)
+        self._clock = clock
+        self.changed_at = clock()
+        self._next_judgement = 0.0
+        self._backoff = 1
+        self._stepped_back = False
+        self.last_stats = WindowStats(0, 0, None, None)
+
+    def record(self, epoch: int, ttft_ms: float | None, latency_ms: float | None) -> None:
+        """A finished request routed at `epoch` (latency None: it failed)."""
+        if epoch == self.epoch:
+            self.window.record(self._clock(), ttft_ms, latency_ms)
+
+    def evaluate(self) -> Change | None:
+        """Judge the window if it is time to; the level change it made, if any."""
+        now = self._clock()
+        if now < self._next_judgement:
+            return None
+        self._next_judgement = now + self.window.slot_s / 2
+        stats = self.last_stats = self.window.stats(now)
+        since = now - self.changed_at
+        if since < self.config.hold:
+            return None
+        verdict = judge(stats, self.slo, self.config.min_samples, self.config.recover_ratio)
+        if stats.requests < self.config.min_samples and since >= self.config.window_s:
+            verdict = Verdict.CALM  # too little traffic left to judge by: try the level below
+        before = self.level
+        if verdict is Verdict.BREACH and self.level < self.top:
+            if self._stepped_back:
+                self._backoff = min(self._backoff * 2, self.config.max_backoff)
+            self.level += 1
+            self._stepped_back = False
+        elif verdict is Verdict.CALM and self.level > 0:
+            if since < self.config.hold * self._backoff:
+                return None
+            self.level -= 1
+            self._stepped_back = True
+            if self.level == 0:
+                self._backoff = 1
+        else:
+            return None
+        self.epoch += 1
+        self.changed_at = now
+        self.window.clear()
+        return Change(self.name, before, self.level, stats)
