@@ -55,6 +55,7 @@ _UPSTREAM_TIMEOUT_FLAGS = ["UT"]
 # (too many messages, parts, tools) carry their own body and must not match: Envoy removes
 # content-length from a request whose body the processor streams, so only the details tell.
 _ENVOY_BODY_TOO_LARGE = "response.code_details == 'request_payload_too_large'"
+_NOT_OURS = "!response.code_details.startsWith('semrouter_')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +272,17 @@ def _local_replies(
             }
         }
 
+    def cel(expression: str) -> dict[str, Any]:
+        return {
+            "extension_filter": {
+                "name": "envoy.access_loggers.extension_filters.cel",
+                "typed_config": {
+                    "@type": _TYPE + "extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                    "expression": expression,
+                },
+            }
+        }
+
     return {
         "mappers": [
             mapper(
@@ -287,8 +299,10 @@ def _local_replies(
                     "backend_unavailable",
                 ),
             ),
+            # Envoy's own 503 (the processor failed), not the processor's 503 answers (its
+            # immediate responses carry details 'semrouter_<code>': overloaded, a guard down).
             mapper(
-                status_is(EXTPROC_ERROR_STATUS),
+                {"and_filter": {"filters": [status_is(EXTPROC_ERROR_STATUS), cel(_NOT_OURS)]}},
                 EXTPROC_ERROR_STATUS,
                 _error("The routing service is unavailable", "api_error", "router_unavailable"),
             ),
@@ -326,21 +340,7 @@ def _local_replies(
             # the limit is refused by the processor itself, with its own message.
             mapper(
                 {
-                    "and_filter": {
-                        "filters": [
-                            status_is(413),
-                            {
-                                "extension_filter": {
-                                    "name": "envoy.access_loggers.extension_filters.cel",
-                                    "typed_config": {
-                                        "@type": _TYPE + "extensions.access_loggers.filters.cel."
-                                        "v3.ExpressionFilter",
-                                        "expression": _ENVOY_BODY_TOO_LARGE,
-                                    },
-                                }
-                            },
-                        ]
-                    }
+                    "and_filter": {"filters": [status_is(413), cel(_ENVOY_BODY_TOO_LARGE)]}
                 },
                 413,
                 _error(
