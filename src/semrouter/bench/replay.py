@@ -521,8 +521,10 @@ class ScenarioReport:
         for run in self.budgets:
             out.append(
                 f"budget {run.budget:.0f}: mean cost {run.cost:.0f} ({run.cost_error:+.1%}), "
-                f"accuracy {run.accuracy:.4f}; fixed weights' envelope at that cost "
-                f"{run.envelope:.4f} ({run.accuracy - run.envelope:+.4f}); seeds' cost error "
+                f"accuracy {run.accuracy:.4f}; fixed weights' hull at that cost "
+                f"{run.envelope:.4f} ({run.accuracy - run.envelope:+.4f}), best fixed weight "
+                f"within it {run.best_fixed:.4f} ({run.accuracy - run.best_fixed:+.4f}); "
+                "seeds' cost error "
                 f"{run.cost_error_min:+.1%}..{run.cost_error_max:+.1%}"
                 + ("" if run.binds else "; the budget does not bind (above the w=0 cost)")
             )
@@ -532,8 +534,10 @@ class ScenarioReport:
 @dataclass(frozen=True)
 class BudgetRun:
     """The budget mode (semrouter.decide.budget) replayed at one budget: the mean over seeds
-    (question orders) of accuracy and realised mean cost, and the envelope of the selector's
-    fixed cost weights at that cost on the same questions."""
+    (question orders) of accuracy and realised mean cost; at that cost on the same questions,
+    in hindsight, the concave hull of the selector's fixed cost weights (`envelope`: mixing two
+    weights chosen afterwards) and the best one fixed weight that costs no more
+    (`best_fixed`)."""
 
     budget: float
     accuracy: float
@@ -542,6 +546,7 @@ class BudgetRun:
     cost_error_min: float
     cost_error_max: float
     envelope: float
+    best_fixed: float
     binds: bool
 
 
@@ -584,6 +589,9 @@ def budget_runs(
                 cost_error_min=min(costs) / budget - 1,
                 cost_error_max=max(costs) / budget - 1,
                 envelope=float(envelope_accuracy(list(fixed), np.array([mean_cost]))[0]),
+                best_fixed=max(
+                    (p.accuracy for p in fixed if p.cost <= mean_cost), default=float("nan")
+                ),
                 binds=budget < most,
             )
         )
