@@ -137,6 +137,31 @@ def test_degrade_order_from_config_is_followed() -> None:
     assert model_plan(config, reasoner)["math"].steps == ("alternative", "reasoning_off")
 
 
+def test_a_repeated_thinking_budget_scales_the_budget_again_at_each_level() -> None:
+    config = slo_config(
+        degrade_order=["thinking_budget", "thinking_budget", "reasoning_off"], budget_factor=0.5
+    )
+    control = SloControl(config, CollectorRegistry())
+    reasoner = config.model("reasoner")
+    assert reasoner is not None
+    budgets = []
+    for level in (0, 1, 2):
+        control._controls["reasoner"].level = level
+        result = control.adjust(_outcome("math", reasoning_budget_tokens=1000), reasoner)
+        assert result is not None
+        budgets.append(result[0].reasoning_budget_tokens)
+    assert budgets == [1000, 500, 250]
+    control._controls["reasoner"].level = 3
+    outcome, steps, header = control.adjust(
+        _outcome("math", reasoning_budget_tokens=1000), reasoner
+    )
+    assert not outcome.use_reasoning and steps[-1] == "reasoning_off"
+    assert header == "degraded=thinking_budget,thinking_budget,reasoning_off;level=3"
+    assert control.metrics is not None
+    counted = control.metrics.degraded.labels("reasoner", "thinking_budget")._value.get()
+    assert counted == 3  # one per request degraded, not one per repetition
+
+
 def _outcome(decision: str, **fields: Any) -> Outcome:
     return Outcome(decision, "reasoner", True, None, **fields)
 
@@ -180,13 +205,15 @@ def test_config_rejects_bad_slo_settings() -> None:
         {"models": [{"name": "a", "endpoints": [{"url": "http://x"}], "slo": {}}]},
         {"slo": {"degrade_order": ["effort", "effort"]}},
         {"slo": {"window_s": 10, "hold_s": 2}},
+        {"slo": {"breach_ratio": 0.7, "recover_ratio": 0.8}},
+        {"slo": {"degrade_order": ["thinking_budget", "reasoning_off", "reasoning_off"]}},
     ):
         data = minimal_config()
         if "models" in bad:
             data["models"].append(bad["models"][0])
         else:
             data.update(bad)
-        with pytest.raises(Exception, match=r"slo|hold_s|twice|give"):
+        with pytest.raises(Exception, match=r"slo|hold_s|twice|give|breach_ratio"):
             parse_config(data, env={})
     data = minimal_config()
     data["models"][0]["slo"] = {"latency_p95_ms": 1, "alternative": "fast"}
@@ -269,6 +296,28 @@ def test_quiet_model_steps_back_without_samples() -> None:
     assert control.level == 1
     clock.now += 11  # its traffic went elsewhere
     assert control.evaluate() is not None and control.level == 0
+
+
+def test_breach_is_judged_at_the_margin_below_the_slo() -> None:
+    config = SloConfig(enabled=True, window_s=10, min_samples=20, breach_ratio=0.9)
+    clock = Clock()
+    control = ModelControl("m", ModelSlo(latency_p95_ms=2000), config, top=2, clock=clock)
+    simulate(lambda _t, _l: 1550.0, 20, config, clock, control)  # up to 1,705: within 90%
+    assert control.level == 0
+    simulate(lambda _t, _l: 1950.0, 20, config, clock, control)  # under the SLO, over 90%
+    assert control.level >= 1
+
+
+def test_a_whole_window_is_judged_on_few_samples() -> None:
+    """Sparse traffic (below min_samples per window) is still judged once a whole window has
+    passed: a slow trickle raises the level instead of passing for calm."""
+    config = SloConfig(enabled=True, window_s=10, min_samples=20)
+    clock = Clock()
+    control = ModelControl("m", ModelSlo(latency_p95_ms=1000), config, top=3, clock=clock)
+    simulate(lambda _t, _l: 3000.0, 30, config, clock, control, rate=1.0)
+    assert control.level >= 2
+    simulate(lambda _t, _l: 300.0, 60, config, clock, control, rate=1.0)
+    assert control.level == 0
 
 
 def test_samples_routed_before_a_change_are_not_judged() -> None:

@@ -318,6 +318,21 @@ def _add_slo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--step-s", type=float, default=11.0, help="seconds per step")
     parser.add_argument("--slo-ms", type=float, default=2000.0, help="the p95 latency SLO")
     parser.add_argument("--window-s", type=float, default=6.0, help="the controller's window")
+    parser.add_argument(
+        "--budget-factor", type=float, default=0.75, help="each thinking_budget step's factor"
+    )
+    parser.add_argument(
+        "--budget-steps", type=int, default=4, help="thinking_budget steps before reasoning_off"
+    )
+    parser.add_argument(
+        "--min-samples", type=int, default=10, help="requests the controller judges a window on"
+    )
+    parser.add_argument(
+        "--breach-ratio", type=float, default=0.85, help="the controller's breach threshold"
+    )
+    parser.add_argument(
+        "--recover-ratio", type=float, default=0.75, help="the controller's recovery threshold"
+    )
     parser.add_argument("--think-time-s", type=float, default=8.0, help="a client's mean pause")
     parser.add_argument("--think-tokens", type=int, default=60, help="a full thought's tokens")
     parser.add_argument("--think-rate", type=float, default=60.0, help="reasoning tokens/s")

@@ -536,10 +536,18 @@ class SloConfig(_Strict):
     degrade_order: list[DegradeStep] = Field(
         default=["effort", "thinking_budget", "reasoning_off", "alternative"],
         min_length=1,
-        description="the steps, first applied first; each level adds the next step",
+        description="the steps, first applied first; each level adds the next step "
+        "(thinking_budget may repeat: each time the budget is scaled by budget_factor again)",
+    )
+    breach_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.9,
+        description="a level is raised once some p95 is above this share of its SLO (a margin "
+        "for the time the reaction takes)",
     )
     recover_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
-        0.7, description="a level is left only once every p95 is below this share of its SLO"
+        0.7,
+        description="a level is left only once every p95 is below this share of its SLO (above "
+        "the p95 the undegraded traffic has unloaded, or the level only returns when idle)",
     )
     hold_s: Annotated[float, Field(gt=0.0, le=3600.0)] | None = Field(
         None,
@@ -552,18 +560,25 @@ class SloConfig(_Strict):
         "step back, up to this factor (no flapping around the load the SLO can carry)",
     )
     budget_factor: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
-        0.25, description="thinking_budget step: reasoning_budget_tokens scaled by this"
+        0.25,
+        description="thinking_budget step: reasoning_budget_tokens scaled by this (each time)",
     )
 
     @field_validator("degrade_order")
     @classmethod
     def _unique_steps(cls, order: list[str]) -> list[str]:
-        if len(set(order)) != len(order):
-            raise ValueError(f"a step is listed twice: {order}")
+        once = [step for step in order if step != "thinking_budget"]
+        if len(set(once)) != len(once):
+            raise ValueError(f"a step other than thinking_budget is listed twice: {order}")
         return order
 
     @model_validator(mode="after")
     def _hold(self) -> SloConfig:
+        if self.recover_ratio >= self.breach_ratio:
+            raise ValueError(
+                f"recover_ratio ({self.recover_ratio:g}) must be below breach_ratio "
+                f"({self.breach_ratio:g}), or the level could flap between two judgements"
+            )
         if self.hold_s is not None and self.hold_s < self.window_s / 2:
             raise ValueError(
                 f"hold_s: {self.hold_s:g} is less than half of window_s ({self.window_s:g}); "

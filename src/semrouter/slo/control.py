@@ -152,7 +152,7 @@ class SloControl:
         if not applied:
             return outcome, (), ok
         if not probe and self.metrics is not None:
-            for step in applied:
+            for step in dict.fromkeys(applied):  # a repeated thinking_budget counts once
                 self.metrics.degraded.labels(model.name, step).inc()
         return degraded, applied, f"degraded={','.join(applied)};level={control.level}"
 

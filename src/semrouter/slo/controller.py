@@ -2,12 +2,15 @@
 
 Per model: a `RollingWindow` of the requests routed at its current level, and the level. The
 window is judged (at most every `slot_s / 2`, on the request path; a few microseconds) as
-- breach: some p95 (or the error rate) over its SLO, with at least `min_samples` requests;
-- calm: every one at or below `recover_ratio` of its SLO, with enough requests; or fewer
-  than `min_samples` requests in a whole window (the degraded traffic went elsewhere);
+- breach: some p95 (or the error rate) over `breach_ratio` of its SLO (a margin for the time a
+  reaction takes), with at least `min_samples` requests, or however few once a whole window
+  has passed since the last change;
+- calm: every one at or below `recover_ratio` of its SLO, with as many requests; or no request
+  at all in a whole window (the degraded traffic went elsewhere);
 - neither (between the two thresholds, or too few requests yet): the level stays.
 A breach raises the level by one, calm lowers it by one; never sooner than `hold_s` (at least
-half the window) after the last change, so the level changes at most twice per window. After
+half the window) after the last change, so the level changes at most twice per window, and a
+step back only after a whole window at the level. After
 a change the window is emptied and requests routed before it are no longer recorded (their
 `epoch` is past): the next verdict is on the new level's traffic only. A step back that ends
 in a breach doubles the hold before the next step back (up to `max_backoff` times), so under a
@@ -31,7 +34,13 @@ class Verdict(StrEnum):
     HOLD = "hold"
 
 
-def judge(stats: WindowStats, slo: ModelSlo, min_samples: int, recover_ratio: float) -> Verdict:
+def judge(
+    stats: WindowStats,
+    slo: ModelSlo,
+    min_samples: int,
+    recover_ratio: float,
+    breach_ratio: float = 1.0,
+) -> Verdict:
     if stats.requests < min_samples:
         return Verdict.HOLD
     pairs = (
@@ -40,7 +49,7 @@ def judge(stats: WindowStats, slo: ModelSlo, min_samples: int, recover_ratio: fl
         (stats.error_rate, slo.max_error_rate),
     )
     judged = [(value, target) for value, target in pairs if value is not None and target]
-    if any(value > target for value, target in judged):
+    if any(value > breach_ratio * target for value, target in judged):
         return Verdict.BREACH
     if all(value <= recover_ratio * target for value, target in judged):
         return Verdict.CALM
@@ -97,9 +106,15 @@ class ModelControl:
         since = now - self.changed_at
         if since < self.config.hold:
             return None
-        verdict = judge(stats, self.slo, self.config.min_samples, self.config.recover_ratio)
-        if stats.requests < self.config.min_samples and since >= self.config.window_s:
-            verdict = Verdict.CALM  # too little traffic left to judge by: try the level below
+        # Once a whole window has passed since the change, its samples are all the evidence
+        # there will be: judged however few; none at all (the traffic went elsewhere) is calm.
+        full = since >= self.config.window_s
+        needed = 1 if full else self.config.min_samples
+        verdict = judge(
+            stats, self.slo, needed, self.config.recover_ratio, self.config.breach_ratio
+        )
+        if full and stats.requests == 0:
+            verdict = Verdict.CALM
         before = self.level
         if verdict is Verdict.BREACH and self.level < self.top:
             if self._stepped_back:
@@ -107,7 +122,10 @@ class ModelControl:
             self.level += 1
             self._stepped_back = False
         elif verdict is Verdict.CALM and self.level > 0:
-            if since < self.config.hold * self._backoff:
+            # A step back is judged on a whole window at this level: right after a step up
+            # the queue built before it drains, and those first requests look faster than the
+            # level carries.
+            if since < max(self.config.hold * self._backoff, self.config.window_s):
                 return None
             self.level -= 1
             self._stepped_back = True
