@@ -192,6 +192,27 @@ def test_adjust_applies_steps_and_reports_them() -> None:
     assert control.adjust(_outcome("math"), reasoner, probe=True)[2] == "ok"
 
 
+def test_a_ticket_counts_as_load_when_its_request_is_sent() -> None:
+    config = slo_config()
+    clock = Clock()
+    control = SloControl(config, CollectorRegistry(), clock)
+    reasoner = config.models[1]
+    ticket = control.ticket(reasoner)
+    assert ticket is not None
+
+    def window() -> dict[str, Any]:
+        trace = control.trace(reasoner, ())
+        assert trace is not None
+        return trace["window"]
+
+    assert window()["arrivals"] == 0  # made, not sent yet (a cached answer never is)
+    ticket.start()
+    clock.now += 1.5
+    assert window()["arrivals"] == 1 and window()["requests"] == 0
+    ticket.succeeded()
+    assert window()["requests"] == 1
+
+
 def test_control_is_off_without_enabled_or_model_slo() -> None:
     data = minimal_config()
     data["models"][1]["slo"] = {"latency_p95_ms": 100}
@@ -239,6 +260,7 @@ def simulate(
     while clock.now < end:
         clock.now += 1 / rate
         epoch = control.epoch
+        control.arrive()
         latency = latency_at(clock.now, control.level) * rng.uniform(0.9, 1.1)
         control.record(epoch, latency / 2, latency)
         if control.evaluate() is not None:
@@ -286,6 +308,40 @@ def test_load_between_two_levels_settles_instead_of_flapping() -> None:
     spans = pairwise([*changes, (clock.now, control.level)])
     breaking = sum(end - t for (t, level), (end, _) in spans if level == 1 and t > clock.now - 300)
     assert breaking / 300 < 0.15  # the SLO is broken a ninth of the time, not half of it
+
+
+def test_a_level_is_not_probed_at_the_load_that_broke_it() -> None:
+    """Level 1 breaks at 50 requests/s: at that load the controller stays at level 2 for the
+    memory's life (no probe, no new breach); once the load falls to 20/s it steps back."""
+    config = SloConfig(enabled=True, window_s=10, min_samples=20, max_backoff=8)
+    clock = Clock()
+    control = ModelControl("m", ModelSlo(latency_p95_ms=2000), config, top=4, clock=clock)
+    load = {"rate": 50.0}
+
+    def latency(_t: float, level: int) -> float:
+        return 2500 if level < 2 and load["rate"] > 30 else 1000
+
+    start = clock.now
+    changes = simulate(latency, 35, config, clock, control, rate=load["rate"])
+    assert [level for _, level in changes] == [1, 2]
+    memory = config.hold * config.max_backoff
+    assert start + 35 - changes[-1][0] < memory  # the memory still holds at the end
+    load["rate"] = 20.0
+    changes = simulate(latency, 30, config, clock, control, rate=load["rate"])
+    assert [level for _, level in changes] == [1, 0]
+
+
+def test_the_load_memory_expires_and_the_level_is_probed_again() -> None:
+    """At a constant load the first step back would come a window after the breach; the
+    memory (hold x max_backoff = 20 s) holds it back until it expires."""
+    config = SloConfig(enabled=True, window_s=10, min_samples=20, max_backoff=4)
+    clock = Clock()
+    control = ModelControl("m", ModelSlo(latency_p95_ms=2000), config, top=4, clock=clock)
+    changes = simulate(lambda _t, level: 2500 if level < 1 else 1000, 80, config, clock, control)
+    ups = [t for t, level in changes if level == 1]
+    downs = [t for t, level in changes if level == 0]
+    assert downs and downs[0] - ups[0] >= config.hold * config.max_backoff
+    assert len(ups) >= 2  # the probe broke the SLO again: back up, the memory renewed
 
 
 def test_quiet_model_steps_back_without_samples() -> None:

@@ -167,6 +167,8 @@ def router_config(backend: str, args: argparse.Namespace, controlled: bool) -> d
             "budget_factor": args.budget_factor,
             "breach_ratio": args.breach_ratio,
             "recover_ratio": args.recover_ratio,
+            "max_backoff": args.max_backoff,
+            "hold_s": args.hold_s,
         },
     }
 
@@ -490,6 +492,8 @@ def run(args: argparse.Namespace) -> int:
             "min_samples": args.min_samples,
             "recover_ratio": args.recover_ratio,
             "breach_ratio": args.breach_ratio,
+            "max_backoff": args.max_backoff,
+            "hold_s": args.hold_s,
             "questions": len(questions.texts),
         },
         "arms": {

@@ -319,10 +319,10 @@ def _add_slo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--slo-ms", type=float, default=2000.0, help="the p95 latency SLO")
     parser.add_argument("--window-s", type=float, default=6.0, help="the controller's window")
     parser.add_argument(
-        "--budget-factor", type=float, default=0.75, help="each thinking_budget step's factor"
+        "--budget-factor", type=float, default=0.85, help="each thinking_budget step's factor"
     )
     parser.add_argument(
-        "--budget-steps", type=int, default=4, help="thinking_budget steps before reasoning_off"
+        "--budget-steps", type=int, default=6, help="thinking_budget steps before reasoning_off"
     )
     parser.add_argument(
         "--min-samples", type=int, default=10, help="requests the controller judges a window on"
@@ -332,6 +332,12 @@ def _add_slo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument(
         "--recover-ratio", type=float, default=0.75, help="the controller's recovery threshold"
+    )
+    parser.add_argument(
+        "--hold-s", type=float, default=None, help="the controller's hold (default: window / 2)"
+    )
+    parser.add_argument(
+        "--max-backoff", type=int, default=8, help="the controller's max_backoff (load memory)"
     )
     parser.add_argument("--think-time-s", type=float, default=8.0, help="a client's mean pause")
     parser.add_argument("--think-tokens", type=int, default=60, help="a full thought's tokens")

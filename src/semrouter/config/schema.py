@@ -557,7 +557,8 @@ class SloConfig(_Strict):
     max_backoff: Annotated[int, Field(ge=1, le=64)] = Field(
         8,
         description="a step back that breaks the SLO again doubles the hold before the next "
-        "step back, up to this factor (no flapping around the load the SLO can carry)",
+        "step back, up to this factor (no flapping around the load the SLO can carry); a "
+        "breach's load memory (no step back at that load) lasts hold x max_backoff",
     )
     budget_factor: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
         0.25,

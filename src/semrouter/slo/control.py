@@ -82,8 +82,9 @@ class Ticket:
         self._first: float | None = None
 
     def start(self) -> None:
-        """The request is sent to the backend now (timing starts here)."""
+        """The request is sent to the backend now (timing starts here; it counts as load)."""
         self._started = self._clock()
+        self._control.arrive()
 
     def first_byte(self) -> None:
         if self._first is None:
@@ -222,6 +223,7 @@ class SloControl:
             "degraded": list(steps),
             "window": {
                 "requests": stats.requests,
+                "arrivals": stats.arrivals,
                 "error_rate": stats.error_rate,
                 "ttft_p95_ms": _round(stats.ttft_p95_ms),
                 "latency_p95_ms": _round(stats.latency_p95_ms),

@@ -16,16 +16,30 @@ a change the window is emptied and requests routed before it are no longer recor
 in a breach doubles the hold before the next step back (up to `max_backoff` times), so under a
 constant load between what two levels can carry, the level settles instead of flapping;
 reaching level 0 resets it.
+
+Load memory: a breach remembers the arrival rate (requests sent to the model per second) the
+level broke at. A step back to that level waits until the window's arrivals are clearly under
+`LOAD_MARGIN` of what that rate gives: the level below is not probed at the load that just
+broke it, only once the load fell (or its traffic went elsewhere). The memory lasts the longest backoff
+(`hold x max_backoff`), after which a step back is tried at any load, so a backend that
+gained capacity is found again.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from semrouter.config.schema import ModelSlo, SloConfig
 from semrouter.slo.window import RollingWindow, WindowStats
+
+
+LOAD_MARGIN = 0.9
+"""A step back to a level waits until the window's arrivals are under this share of what the
+rate it broke at gives over the window, by two standard deviations of a Poisson count (at a
+few requests per second, a window's count alone varies by a fifth at a constant load)."""
 
 
 class Verdict(StrEnum):
@@ -89,7 +103,12 @@ class ModelControl:
         self._next_judgement = 0.0
         self._backoff = 1
         self._stepped_back = False
+        self._broke_at: dict[int, tuple[float, float]] = {}  # level: (arrival rate, when)
         self.last_stats = WindowStats(0, 0, None, None)
+
+    def arrive(self) -> None:
+        """A request is sent to the model now."""
+        self.window.arrive(self._clock())
 
     def record(self, epoch: int, ttft_ms: float | None, latency_ms: float | None) -> None:
         """A finished request routed at `epoch` (latency None: it failed)."""
@@ -119,6 +138,7 @@ class ModelControl:
         if verdict is Verdict.BREACH and self.level < self.top:
             if self._stepped_back:
                 self._backoff = min(self._backoff * 2, self.config.max_backoff)
+            self._broke_at[self.level] = (stats.arrival_rate(since), now)
             self.level += 1
             self._stepped_back = False
         elif verdict is Verdict.CALM and self.level > 0:
@@ -126,6 +146,8 @@ class ModelControl:
             # the queue built before it drains, and those first requests look faster than the
             # level carries.
             if since < max(self.config.hold * self._backoff, self.config.window_s):
+                return None
+            if self._load_broke(self.level - 1, stats, since, now):
                 return None
             self.level -= 1
             self._stepped_back = True
@@ -137,3 +159,16 @@ class ModelControl:
         self.changed_at = now
         self.window.clear()
         return Change(self.name, before, self.level, stats)
+
+    def _load_broke(self, level: int, stats: WindowStats, since: float, now: float) -> bool:
+        """Whether `level` broke, within the memory's life, at a load the window's arrivals are
+        not clearly under (see `LOAD_MARGIN`); no arrivals at all never count as load."""
+        memory = self._broke_at.get(level)
+        if memory is None or stats.arrivals == 0:
+            return False
+        broke_rate, when = memory
+        if now - when >= self.config.hold * self.config.max_backoff:
+            del self._broke_at[level]
+            return False
+        expected = broke_rate * min(stats.span_s, since)
+        return stats.arrivals > LOAD_MARGIN * expected - 2 * math.sqrt(expected)

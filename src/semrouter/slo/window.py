@@ -2,7 +2,8 @@
 
 A `RollingWindow` covers `window_s` seconds as a ring of `slots` time slots. Each slot holds
 two fixed log-spaced histograms (TTFT and latency: `BINS` counts from `LOW_MS` up, each bin
-about 9.5% wide; a quantile is interpolated inside its bin) and its request and error counts.
+about 9.5% wide; a quantile is interpolated inside its bin), its request and error counts, and
+its arrivals (requests sent to the backend, counted when sent: the load, whatever the latency).
 A sample goes into the slot of the moment it is recorded, reusing that ring entry once its
 slot is older than the window; reading merges the live slots. Memory is `slots x 2 x BINS`
 counters whatever the traffic, recording is a logarithm and two increments, and reading is
@@ -35,31 +36,40 @@ def bin_value(index: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class WindowStats:
-    """What a window holds: requests, failed ones, and the p95s (None without samples)."""
+    """What a window holds: requests, failed ones, the p95s (None without samples), and the
+    arrivals over the seconds the window spans."""
 
     requests: int
     errors: int
     ttft_p95_ms: float | None
     latency_p95_ms: float | None
+    arrivals: int = 0
+    span_s: float = 0.0
 
     @property
     def error_rate(self) -> float | None:
         return self.errors / self.requests if self.requests else None
 
+    def arrival_rate(self, since_s: float) -> float:
+        """Arrivals per second, over the window or the `since_s` seconds since it was cleared."""
+        seconds = min(self.span_s, since_s)
+        return self.arrivals / seconds if seconds > 0 else 0.0
+
 
 class _Slot:
-    __slots__ = ("errors", "index", "latency", "requests", "ttft")
+    __slots__ = ("arrivals", "errors", "index", "latency", "requests", "ttft")
 
     def __init__(self) -> None:
         self.index = -1
         self.requests = 0
         self.errors = 0
+        self.arrivals = 0
         self.ttft = [0] * BINS
         self.latency = [0] * BINS
 
     def reset(self, index: int) -> None:
         self.index = index
-        self.requests = self.errors = 0
+        self.requests = self.errors = self.arrivals = 0
         self.ttft = [0] * BINS
         self.latency = [0] * BINS
 
@@ -90,6 +100,10 @@ class RollingWindow:
         else:
             slot.latency[bin_of(latency_ms)] += 1
 
+    def arrive(self, now: float) -> None:
+        """One request sent to the backend."""
+        self._slot(now).arrivals += 1
+
     def clear(self) -> None:
         for slot in self._ring:
             slot.index = -1
@@ -102,6 +116,8 @@ class RollingWindow:
             errors=sum(s.errors for s in live),
             ttft_p95_ms=_quantile([s.ttft for s in live], quantile),
             latency_p95_ms=_quantile([s.latency for s in live], quantile),
+            arrivals=sum(s.arrivals for s in live),
+            span_s=now - (oldest + 1) * self.slot_s,
         )
 
 
