@@ -20,9 +20,9 @@ reaching level 0 resets it.
 Load memory: a breach remembers the arrival rate (requests sent to the model per second) the
 level broke at. A step back to that level waits until the window's arrivals are clearly under
 `LOAD_MARGIN` of what that rate gives: the level below is not probed at the load that just
-broke it, only once the load fell (or its traffic went elsewhere). The memory lasts the longest backoff
-(`hold x max_backoff`), after which a step back is tried at any load, so a backend that
-gained capacity is found again.
+broke it, only once the load fell (or its traffic went elsewhere). The memory lasts the
+longest backoff (`hold x max_backoff`), after which a step back is tried at any load, so a
+backend that gained capacity is found again.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from enum import StrEnum
 
 from semrouter.config.schema import ModelSlo, SloConfig
 from semrouter.slo.window import RollingWindow, WindowStats
-
 
 LOAD_MARGIN = 0.9
 """A step back to a level waits until the window's arrivals are under this share of what the
