@@ -406,7 +406,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
                 p95.append(np.percentile(inside, 95) / 1000)
         axes[1].plot(centres, p95, marker=".", label=arm)
         if arm == "controlled":
-            levels = [(s["start_s"], s["level"]) for s in samples if s["level"] is not None]
+            levels = sorted((s["start_s"], s["level"]) for s in samples if s["level"] is not None)
             if levels:
                 axes[2].step(*zip(*levels, strict=True), where="post", label="controlled")
     steps, step_s = result["settings"]["steps"], result["settings"]["step_s"]
